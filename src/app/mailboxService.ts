@@ -1,0 +1,121 @@
+/**
+ * What happens to mailboxes: updates from the gateways, links and unlinks, MWI on and off.
+ * Commands and the admin side call this; it calls the store, the gateways and the publisher.
+ */
+import type { Logger } from "matrix-appservice-bridge";
+import type { BridgeConfig } from "../config/types.js";
+import type { RenderedText } from "../core/format.js";
+import { applyUpdate, type MailboxChange, type MwiUpdate } from "../core/mwi.js";
+import type { VoicemailGateway } from "../gateway/gateway.js";
+import type { MwiPublisher } from "../matrix/mwiPublisher.js";
+import type { MailboxLink, VoicemailStore } from "../store/store.js";
+import { KeyedQueue } from "../util/keyedQueue.js";
+import type { VoicemailMetrics } from "../util/metrics.js";
+
+export type LinkOutcome = "linked" | "already-linked";
+
+export class MailboxService {
+  private readonly mailboxQueue = new KeyedQueue();
+
+  constructor(
+    private readonly config: BridgeConfig,
+    private readonly store: VoicemailStore,
+    private readonly gateways: Map<string, VoicemailGateway>,
+    private readonly publisher: MwiPublisher,
+    /** Shared with the command handler: one thing at a time per user. */
+    private readonly userQueue: KeyedQueue,
+    private readonly log: Logger,
+    private readonly metrics?: VoicemailMetrics,
+  ) {}
+
+  gateway(systemId: string): VoicemailGateway | undefined {
+    return this.gateways.get(systemId);
+  }
+
+  /** Stores an update from a voice mail system; delivery to the linked users follows. */
+  acceptUpdate(update: MwiUpdate): Promise<void> {
+    return this.mailboxQueue.run(JSON.stringify([update.systemId, update.mailbox]), async () => {
+      const previous = await this.store.getMailboxState(update.systemId, update.mailbox);
+      const change = applyUpdate(previous, update);
+      this.metrics?.mwiUpdates.inc({ system: update.systemId, changed: String(Boolean(change)) });
+      if (!change) return;
+      await this.store.saveMailboxState(change.current);
+      const c = change.current;
+      this.log.info(`mwi ${c.systemId}/${c.mailbox}: ${c.new} new, ${c.old} old (${change.kind})`);
+      const links = await this.store.linksForMailbox(update.systemId, update.mailbox);
+      for (const link of links.filter((l) => l.mwiEnabled)) this.deliver(link.userId, change, update.receivedAt);
+    });
+  }
+
+  private deliver(userId: string, change: MailboxChange, acceptedAt: number): void {
+    const { systemId, mailbox } = change.current;
+    void this.userQueue
+      .run(userId, () => this.publisher.publish(userId, change))
+      .then(() => this.metrics?.deliverySeconds.observe({ system: systemId }, (Date.now() - acceptedAt) / 1000))
+      .catch((err: Error) => this.log.error(`delivery of ${systemId}/${mailbox} to ${userId} failed: ${err.message}`));
+  }
+
+  /**
+   * Shows the mailbox's current state to the user (after a link or `!mwi on`), after an
+   * optional notice. Queued behind the command that asked for it, never awaited inside it:
+   * the command holds the same user's queue.
+   */
+  private resync(userId: string, systemId: string, mailbox: string, notice?: RenderedText): void {
+    void this.userQueue
+      .run(userId, async () => {
+        if (notice) await this.publisher.notice(userId, systemId, notice);
+        const current = await this.store.getMailboxState(systemId, mailbox);
+        if (current) await this.publisher.publish(userId, { kind: "counts", current });
+      })
+      .catch((err: Error) => this.log.error(`resync of ${systemId}/${mailbox} for ${userId} failed: ${err.message}`));
+  }
+
+  /** Links a mailbox; `welcome` is told to the user in the system's DM before its counts. */
+  async link(userId: string, systemId: string, mailbox: string, linkedBy: string, welcome?: RenderedText): Promise<LinkOutcome> {
+    const added = await this.store.addLink({ userId, systemId, mailbox, mwiEnabled: true, linkedBy, createdAt: Date.now() });
+    if (!added) return "already-linked";
+    await this.store.updateProfile(userId, {});
+    await this.gateways.get(systemId)?.watch(mailbox);
+    this.log.info(`${linkedBy} linked ${systemId}/${mailbox} to ${userId}`);
+    this.resync(userId, systemId, mailbox, welcome);
+    return "linked";
+  }
+
+  async unlink(userId: string, systemId: string, mailbox: string, by: string): Promise<boolean> {
+    const removed = await this.store.removeLink(userId, systemId, mailbox);
+    if (!removed) return false;
+    this.log.info(`${by} unlinked ${systemId}/${mailbox} from ${userId}`);
+    if ((await this.store.linksForMailbox(systemId, mailbox)).length === 0) {
+      await this.gateways.get(systemId)?.unwatch(mailbox);
+    }
+    return true;
+  }
+
+  /** The sender's links that a `[system [mailbox]]` selection names. */
+  async selectLinks(userId: string, systemId?: string, mailbox?: string): Promise<MailboxLink[]> {
+    return (await this.store.listLinks(userId)).filter(
+      (l) => (!systemId || l.systemId === systemId) && (!mailbox || l.mailbox === mailbox),
+    );
+  }
+
+  /** Switches MWI for some of the user's links; returns the links it changed. */
+  async setMwi(userId: string, links: MailboxLink[], enabled: boolean): Promise<MailboxLink[]> {
+    const changed = links.filter((l) => l.mwiEnabled !== enabled);
+    for (const link of changed) {
+      await this.store.setLinkMwi(userId, link.systemId, link.mailbox, enabled);
+      const gateway = this.gateways.get(link.systemId);
+      if (gateway?.switchesMwiUpstream) {
+        const othersWant = (await this.store.linksForMailbox(link.systemId, link.mailbox)).some((l) => l.mwiEnabled);
+        if (enabled) await gateway.watch(link.mailbox);
+        else if (!othersWant) await gateway.unwatch(link.mailbox);
+      }
+      this.log.info(`${userId} switched MWI ${enabled ? "on" : "off"} for ${link.systemId}/${link.mailbox}`);
+      if (enabled) this.resync(userId, link.systemId, link.mailbox);
+    }
+    return changed;
+  }
+
+  systemIds(): string[] {
+    return this.config.systems.map((s) => s.id);
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Start-up and shut-down: the store, the Matrix side (matrix-appservice-bridge), the gateways
+ * and the webhook listener, wired together.
+ */
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createServer } from "node:http";
+import { AppService, Bridge, Logger, type WeakEvent } from "matrix-appservice-bridge";
+import type { BridgeConfig, SystemConfig } from "../config/types.js";
+import { readRegistration, registrationMismatch } from "../config/registration.js";
+import type { GatewayHost, VoicemailGateway } from "../gateway/gateway.js";
+import { WebhookGateway } from "../gateway/webhook/webhookGateway.js";
+import { WebhookRouter } from "../gateway/webhook/webhookHttp.js";
+import { BotDirectory } from "../matrix/bots.js";
+import { DmRooms } from "../matrix/dmRooms.js";
+import { EventHandler } from "../matrix/eventHandler.js";
+import { MwiPublisher } from "../matrix/mwiPublisher.js";
+import { openStore } from "../store/nedbStore.js";
+import type { VoicemailStore } from "../store/store.js";
+import { KeyedQueue } from "../util/keyedQueue.js";
+import { createMetrics, type VoicemailMetrics } from "../util/metrics.js";
+import { MailboxService } from "./mailboxService.js";
+
+const HANDLED_EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * The appservice listener, with the webhook in front of the library's JSON body parser: the
+ * signature covers the raw bytes, which the parser would consume.
+ */
+class ListenerWithWebhook extends AppService {
+  constructor(
+    homeserverToken: string,
+    private readonly webhook: WebhookRouter,
+  ) {
+    super({ homeserverToken });
+  }
+
+  override listen(port: number, hostname: string, backlog: number): Promise<void> {
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      if (this.webhook.matches(req)) void this.webhook.handle(req, res);
+      else this.expressApp(req, res);
+    });
+    (this as unknown as { server: Server }).server = server;
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, hostname, backlog, () => resolve());
+    });
+  }
+}
+
+/** One gateway per configured system; a new kind adds its case here. */
+function createGateway(system: SystemConfig, host: GatewayHost): VoicemailGateway {
+  switch (system.kind) {
+    case "webhook":
+      return new WebhookGateway(system, host);
+  }
+}
+
+export class VoicemailBridge {
+  private store?: VoicemailStore;
+  private bridge?: Bridge;
+  private gateways = new Map<string, VoicemailGateway>();
+  private extraServers: Server[] = [];
+  private pruneTimer?: NodeJS.Timeout;
+  private readonly log = new Logger("VoicemailBridge");
+
+  constructor(
+    private readonly config: BridgeConfig,
+    private readonly registrationPath: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const { config } = this;
+    const registration = readRegistration(this.registrationPath);
+    const mismatch = registrationMismatch(config, registration);
+    if (mismatch) {
+      throw new Error(`${this.registrationPath} does not fit the config: ${mismatch}. Run generate-registration again and reload the homeserver.`);
+    }
+    const store = (this.store = await openStore(config.database.uri));
+    const pruned = await store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS);
+    if (pruned) this.log.debug(`forgot ${pruned} old handled event IDs`);
+
+    let handler: EventHandler | undefined;
+    const bridge = (this.bridge = new Bridge({
+      homeserverUrl: config.homeserver.url,
+      domain: config.homeserver.domain,
+      registration: this.registrationPath,
+      disableStores: true,
+      disableContext: true,
+      suppressEcho: true,
+      controller: {
+        onEvent: (request) => {
+          const event = request.getData() as WeakEvent;
+          void handler?.onEvent(event).finally(() => request.resolve(undefined));
+        },
+      },
+    }));
+
+    let metrics: VoicemailMetrics | undefined;
+    if (config.metrics.enabled) metrics = createMetrics(bridge.getPrometheusMetrics(true));
+
+    const userQueue = new KeyedQueue();
+    const bots = new BotDirectory(config, bridge);
+    const dms = new DmRooms(store, bots, new Logger("DmRooms"));
+    const publisher = new MwiPublisher(config, store, bots, dms, new Logger("MwiPublisher"), metrics);
+    const mailboxes = new MailboxService(config, store, this.gateways, publisher, userQueue, new Logger("Mailboxes"), metrics);
+    handler = new EventHandler(config, store, bots, dms, mailboxes, publisher, userQueue, new Logger("Events"), metrics);
+
+    // Webhooks on the appservice listener, or on a listener per configured port.
+    const routers = new Map<string, WebhookRouter>();
+    const routerFor = (key: string) => {
+      let router = routers.get(key);
+      if (!router) routers.set(key, (router = new WebhookRouter(new Logger("Webhook"), metrics?.webhookRequests)));
+      return router;
+    };
+    const mainRouter = routerFor("appservice");
+    for (const system of config.systems) {
+      const gateway = createGateway(system, { acceptUpdate: (u) => mailboxes.acceptUpdate(u), log: new Logger(`Gateway:${system.id}`) });
+      this.gateways.set(system.id, gateway);
+      if (gateway instanceof WebhookGateway) {
+        const { port, bindAddress } = gateway.system.webhook;
+        routerFor(port ? `${bindAddress ?? config.appservice.bindAddress}:${port}` : "appservice").add(gateway);
+      }
+    }
+
+    await bridge.initialise();
+    await bridge.listen(
+      config.appservice.port,
+      config.appservice.bindAddress,
+      10,
+      new ListenerWithWebhook(registration.hs_token, mainRouter),
+    );
+    for (const [key, router] of routers) {
+      if (key === "appservice") continue;
+      const separator = key.lastIndexOf(":");
+      this.extraServers.push(await router.listen(Number(key.slice(separator + 1)), key.slice(0, separator)));
+      this.log.info(`webhook listener on ${key}`);
+    }
+    this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
+
+    await bots.syncProfiles(this.log);
+    for (const gateway of this.gateways.values()) {
+      await gateway.start();
+      const links = await store.linksForSystem(gateway.systemId);
+      for (const mailbox of new Set(links.filter((l) => l.mwiEnabled).map((l) => l.mailbox))) await gateway.watch(mailbox);
+    }
+    this.pruneTimer = setInterval(() => {
+      void store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS).catch(() => undefined);
+    }, 3600_000).unref();
+    this.log.info(`ready: ${config.systems.length} voice mail system(s), main bot ${bots.main.userId}`);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.pruneTimer);
+    for (const gateway of this.gateways.values()) await gateway.stop().catch(() => undefined);
+    for (const server of this.extraServers) await new Promise((r) => server.close(r));
+    await this.bridge?.close().catch(() => undefined);
+    await this.store?.close();
+    this.log.info("stopped");
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The `!command` table. `!help` is generated from it, showing only what the sender may use.
+ * Handlers return the reply; the caller sends it as an m.notice.
+ */
+import type { PermissionLevel } from "../config/types.js";
+import type { MailboxService } from "../app/mailboxService.js";
+import { escapeHtml, renderMailboxList, type RenderedText } from "../core/format.js";
+import { atLeast } from "../core/permissions.js";
+import type { Bot } from "../matrix/bots.js";
+import type { MwiPublisher } from "../matrix/mwiPublisher.js";
+import type { VoicemailStore } from "../store/store.js";
+import type { CommandDefinition } from "./parser.js";
+
+export interface CommandContext {
+  sender: string;
+  level: PermissionLevel;
+  /** The bot the sender is talking to: a system bot implies its system. */
+  bot: Bot;
+  mailboxes: MailboxService;
+  publisher: MwiPublisher;
+  store: VoicemailStore;
+  systems: Map<string, { id: string; name: string }>;
+}
+
+export interface Command extends CommandDefinition {
+  summary: string;
+  level: PermissionLevel;
+  run(ctx: CommandContext, args: Record<string, unknown>): Promise<RenderedText>;
+}
+
+export class CommandError extends Error {}
+
+export function text(plain: string): RenderedText {
+  return { body: plain, html: escapeHtml(plain).replace(/\n/g, "<br>") };
+}
+
+const MAILBOX = /^[\p{L}\p{N}@._+:*#-]{1,128}$/u;
+const USER_ID = /^@[^:\s]+:[^\s]+$/;
+
+function systemName(ctx: CommandContext, systemId: string): string {
+  return ctx.systems.get(systemId)?.name ?? systemId;
+}
+
+function knownSystem(ctx: CommandContext, systemId: string): string {
+  if (!ctx.systems.has(systemId)) {
+    throw new CommandError(`There is no voice mail system "${systemId}". Systems: ${[...ctx.systems.keys()].join(", ")}.`);
+  }
+  return systemId;
+}
+
+function validMailbox(mailbox: string): string {
+  if (!MAILBOX.test(mailbox)) throw new CommandError(`"${mailbox}" is not a mailbox number.`);
+  return mailbox;
+}
+
+/**
+ * `<system> <mailbox>`, where a system bot's DM may leave the system out.
+ * `first` and `second` are the raw positionals.
+ */
+function systemAndMailbox(ctx: CommandContext, first: unknown, second: unknown, usage: string): [string, string] {
+  if (typeof second === "string") return [knownSystem(ctx, String(first)), validMailbox(second)];
+  if (ctx.bot.system && typeof first === "string") return [ctx.bot.system.id, validMailbox(first)];
+  throw new CommandError(`Say which system: ${usage}. Systems: ${[...ctx.systems.keys()].join(", ")}.`);
+}
+
+const str = { type: "string" } as const;
+
+const help: Command = {
+  name: "help",
+  syntax: "help",
+  usage: "!help",
+  summary: "show the commands you can use",
+  level: "user",
+  async run(ctx) {
+    const usable = COMMANDS.filter((c) => atLeast(ctx.level, c.level));
+    const where = ctx.bot.system
+      ? `You are talking to the bot of ${ctx.bot.system.name}: <system> may be left out.`
+      : `Systems: ${[...ctx.systems.values()].map((s) => `${s.id} (${s.name})`).join(", ")}.`;
+    return {
+      body: ["Commands:", ...usable.map((c) => `${c.usage}: ${c.summary}`), where].join("\n"),
+      html:
+        `<p>Commands:</p><ul>${usable.map((c) => `<li><code>${escapeHtml(c.usage)}</code>: ${escapeHtml(c.summary)}</li>`).join("")}</ul>` +
+        `<p>${escapeHtml(where)}</p>`,
+    };
+  },
+};
+
+const list: Command = {
+  name: "list",
+  syntax: "list",
+  usage: "!list",
+  summary: "your linked mailboxes with their current counts",
+  level: "user",
+  async run(ctx) {
+    const views = await ctx.publisher.mailboxViews(ctx.sender);
+    const links = await ctx.store.listLinks(ctx.sender);
+    const off = new Set(links.filter((l) => !l.mwiEnabled).map((l) => `${l.systemId}/${l.mailbox}`));
+    const labelled = views.map((v) => (off.has(`${v.systemId}/${v.mailbox}`) ? { ...v, mailbox: `${v.mailbox} (MWI off)` } : v));
+    return renderMailboxList(labelled, await ctx.publisher.timeZone(ctx.sender));
+  },
+};
+
+const link: Command = {
+  name: "link",
+  syntax: "link <first> [second]",
+  usage: "!link <system> <mailbox> [--password SECRET] [--auth-user NAME]",
+  summary: "link one of your mailboxes (the message with the password is removed at once)",
+  level: "user",
+  configure: (y) => y.positional("first", str).positional("second", str).option("password", str).option("auth-user", str),
+  async run(ctx, args) {
+    const [systemId, mailbox] = systemAndMailbox(ctx, args.first, args.second, this.usage);
+    const gateway = ctx.mailboxes.gateway(systemId);
+    if (!gateway?.selfServiceLinking) {
+      return text(`Mailboxes of ${systemName(ctx, systemId)} are linked by an admin: ask one to run !admin link ${ctx.sender} ${systemId} ${mailbox}.`);
+    }
+    const password = typeof args.password === "string" ? args.password : undefined;
+    if (!password) throw new CommandError(`${systemName(ctx, systemId)} needs the mailbox's password: ${this.usage}`);
+    const proof = await gateway.proveLink({
+      userId: ctx.sender,
+      mailbox,
+      password,
+      ...(typeof args["auth-user"] === "string" ? { authUser: args["auth-user"] } : {}),
+    });
+    if (!proof.ok) return text(`Could not link ${systemName(ctx, systemId)} mailbox ${mailbox}: ${proof.reason}. Nothing was stored.`);
+    const outcome = await ctx.mailboxes.link(ctx.sender, systemId, mailbox, ctx.sender);
+    return text(outcome === "linked" ? `Linked ${systemName(ctx, systemId)} mailbox ${mailbox}.` : `${systemName(ctx, systemId)} mailbox ${mailbox} was already linked.`);
+  },
+};
+
+const unlink: Command = {
+  name: "unlink",
+  syntax: "unlink <first> [second]",
+  usage: "!unlink <system> <mailbox>",
+  summary: "stop following one of your mailboxes",
+  level: "user",
+  configure: (y) => y.positional("first", str).positional("second", str),
+  async run(ctx, args) {
+    const [systemId, mailbox] = systemAndMailbox(ctx, args.first, args.second, this.usage);
+    const removed = await ctx.mailboxes.unlink(ctx.sender, systemId, mailbox, ctx.sender);
+    return text(removed ? `Unlinked ${systemName(ctx, systemId)} mailbox ${mailbox}.` : `You have no linked mailbox ${mailbox} on ${systemName(ctx, systemId)}.`);
+  },
+};
+
+const mwi: Command = {
+  name: "mwi",
+  syntax: "mwi <state> [first] [second]",
+  usage: "!mwi on|off [<system> [<mailbox>]]",
+  summary: "switch message waiting notifications on or off",
+  level: "user",
+  configure: (y) => y.positional("state", { choices: ["on", "off"] }).positional("first", str).positional("second", str),
+  async run(ctx, args) {
+    const enabled = args.state === "on";
+    let systemId: string | undefined = ctx.bot.system?.id;
+    let mailbox: string | undefined;
+    if (typeof args.second === "string") {
+      systemId = knownSystem(ctx, String(args.first));
+      mailbox = validMailbox(args.second);
+    } else if (typeof args.first === "string") {
+      if (ctx.systems.has(args.first)) systemId = args.first;
+      else if (ctx.bot.system) mailbox = validMailbox(args.first);
+      else knownSystem(ctx, args.first);
+    }
+    const links = await ctx.mailboxes.selectLinks(ctx.sender, systemId, mailbox);
+    if (links.length === 0) return text("None of your linked mailboxes matches. Say !list to see them.");
+    const changed = await ctx.mailboxes.setMwi(ctx.sender, links, enabled);
+    const names = links.map((l) => `${systemName(ctx, l.systemId)} ${l.mailbox}`).join(", ");
+    if (changed.length === 0) return text(`MWI was already ${enabled ? "on" : "off"} for ${names}.`);
+    return text(`MWI is now ${enabled ? "on" : "off"} for ${names}.`);
+  },
+};
+
+const set: Command = {
+  name: "set",
+  syntax: "set <setting> <value>",
+  usage: "!set timezone <IANA zone>",
+  summary: "your settings: the time zone of time stamps (e.g. Europe/Berlin)",
+  level: "user",
+  configure: (y) => y.positional("setting", { choices: ["timezone"] }).positional("value", str),
+  async run(ctx, args) {
+    const zone = String(args.value);
+    try {
+      new Intl.DateTimeFormat("en", { timeZone: zone });
+    } catch {
+      throw new CommandError(`"${zone}" is not a time zone. Use an IANA name such as Europe/Berlin or America/New_York.`);
+    }
+    const canonical = new Intl.DateTimeFormat("en", { timeZone: zone }).resolvedOptions().timeZone;
+    await ctx.store.updateProfile(ctx.sender, { timezone: canonical });
+    return text(`Time stamps are now shown in ${canonical}.`);
+  },
+};
+
+const admin: Command = {
+  name: "admin",
+  syntax: "admin <action> <user> <first> [second]",
+  usage: "!admin link|unlink <@user:server> <system> <mailbox>",
+  summary: "link or unlink a mailbox for any user",
+  level: "admin",
+  configure: (y) => y.positional("action", { choices: ["link", "unlink"] }).positional("user", str).positional("first", str).positional("second", str),
+  async run(ctx, args) {
+    const user = String(args.user);
+    if (!USER_ID.test(user)) throw new CommandError(`"${user}" is not a Matrix user ID such as @alice:example.org.`);
+    const [systemId, mailbox] = systemAndMailbox(ctx, args.first, args.second, this.usage);
+    const name = systemName(ctx, systemId);
+    if (args.action === "unlink") {
+      const removed = await ctx.mailboxes.unlink(user, systemId, mailbox, ctx.sender);
+      return text(removed ? `Unlinked ${name} mailbox ${mailbox} from ${user}.` : `${user} has no linked mailbox ${mailbox} on ${name}.`);
+    }
+    const welcome = text(`Mailbox ${mailbox} of ${name} is now linked to your account. Its message waiting indication will show here. Say !help for commands.`);
+    const outcome = await ctx.mailboxes.link(user, systemId, mailbox, ctx.sender, welcome);
+    if (outcome === "already-linked") return text(`${user} already has ${name} mailbox ${mailbox}.`);
+    return text(`Linked ${name} mailbox ${mailbox} to ${user}.`);
+  },
+};
+
+export const COMMANDS: Command[] = [help, list, link, unlink, mwi, set, admin];

@@ -1,0 +1,74 @@
+/** The bridge's configuration, as read from config.yaml after schema validation. */
+
+export type PermissionLevel = "none" | "user" | "admin";
+
+export interface HomeserverConfig {
+  /** Client-server API base URL the bridge talks to. */
+  url: string;
+  /** The server name: the part after the colon in user IDs. */
+  domain: string;
+}
+
+export interface AppserviceConfig {
+  bindAddress: string;
+  port: number;
+  /** How the homeserver reaches this bridge; written into the registration. */
+  url: string;
+  /** The main bot: takes commands for every system. */
+  botLocalpart: string;
+  botDisplayName?: string;
+  botAvatarUrl?: string;
+}
+
+export interface DatabaseConfig {
+  /** `nedb:<directory>` (embedded, default). */
+  uri: string;
+}
+
+export interface WebhookSystemSettings {
+  /** HMAC-SHA256 key the voice mail system signs its requests with. */
+  secret: string;
+  /** Listen on this port instead of the appservice listener. */
+  port?: number;
+  bindAddress?: string;
+  /** Requests with a larger body are refused with 413. */
+  maxBodyBytes?: number;
+}
+
+interface SystemBase {
+  id: string;
+  name: string;
+  botLocalpart: string;
+  avatarUrl?: string;
+  footer?: string;
+}
+
+export interface WebhookSystemConfig extends SystemBase {
+  kind: "webhook";
+  webhook: WebhookSystemSettings;
+}
+
+export type SystemConfig = WebhookSystemConfig;
+export type SystemKind = SystemConfig["kind"];
+
+export interface LoggingConfig {
+  level: "debug" | "info" | "warn" | "error";
+  /** Also log to this file (rotated daily by the bridge library). */
+  file?: string;
+}
+
+export interface MetricsConfig {
+  enabled: boolean;
+}
+
+export interface BridgeConfig {
+  homeserver: HomeserverConfig;
+  appservice: AppserviceConfig;
+  database: DatabaseConfig;
+  permissions: Record<string, PermissionLevel>;
+  systems: SystemConfig[];
+  /** Time zone for users who set none (IANA name). */
+  defaultTimezone: string;
+  logging: LoggingConfig;
+  metrics: MetricsConfig;
+}

@@ -1,0 +1,86 @@
+/** MWI state of one mailbox and how an update from a voice mail system changes it. No I/O here. */
+
+/** RFC 3842 counts are unsigned 32-bit; larger values are clamped to this. */
+export const MAX_COUNT = 4294967295;
+
+export interface MwiCounts {
+  waiting: boolean;
+  new: number;
+  old: number;
+  urgentNew: number;
+  urgentOld: number;
+}
+
+/** What the voice mail system knows about the newest message, when it says. */
+export interface MessageInfo {
+  /** Caller number (ANI). */
+  ani?: string;
+  /** Called number or mailbox (DNIS). */
+  dnis?: string;
+  /** When the message was left, ISO 8601. */
+  time?: string;
+  /** Length in seconds. */
+  duration?: number;
+}
+
+export interface MwiUpdate {
+  systemId: string;
+  mailbox: string;
+  counts: MwiCounts;
+  message?: MessageInfo;
+  /** When the bridge accepted the update (ms since the epoch). */
+  receivedAt: number;
+}
+
+export interface MailboxState extends MwiCounts {
+  systemId: string;
+  mailbox: string;
+  /** When the counts last changed (ms since the epoch). */
+  updated: number;
+  lastMessage?: MessageInfo;
+}
+
+export type ChangeKind = "new-message" | "counts";
+
+export interface MailboxChange {
+  kind: ChangeKind;
+  previous?: MailboxState;
+  current: MailboxState;
+}
+
+export function sameCounts(a: MwiCounts, b: MwiCounts): boolean {
+  return (
+    a.waiting === b.waiting &&
+    a.new === b.new &&
+    a.old === b.old &&
+    a.urgentNew === b.urgentNew &&
+    a.urgentOld === b.urgentOld
+  );
+}
+
+export const emptyCounts = (): MwiCounts => ({ waiting: false, new: 0, old: 0, urgentNew: 0, urgentOld: 0 });
+
+/**
+ * Applies an update to the stored state. Returns no change for a repeat of the same counts:
+ * systems resend MWI on every refresh and users must not be told twice.
+ */
+export function applyUpdate(previous: MailboxState | undefined, update: MwiUpdate): MailboxChange | undefined {
+  if (previous && sameCounts(previous, update.counts)) return undefined;
+  const arrived = update.counts.new > (previous?.new ?? 0);
+  // A new message without caller details must not show the caller of an older one.
+  const lastMessage = update.message ?? (arrived ? undefined : previous?.lastMessage);
+  const current: MailboxState = {
+    systemId: update.systemId,
+    mailbox: update.mailbox,
+    ...update.counts,
+    updated: update.receivedAt,
+    ...(lastMessage ? { lastMessage } : {}),
+  };
+  // The very first state seen with nothing new in it is a sync, not news.
+  return { kind: arrived ? "new-message" : "counts", previous, current };
+}
+
+export function clampCount(value: number): number {
+  if (!Number.isFinite(value) || value < 0) return 0;
+  return Math.min(Math.floor(value), MAX_COUNT);
+}

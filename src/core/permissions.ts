@@ -1,0 +1,18 @@
+/**
+ * The permissions map of the config: keys are a user ID, a server name or "*"; the most
+ * specific entry wins (user over server over "*"), as in other matrix-org bridges.
+ */
+import type { PermissionLevel } from "../config/types.js";
+
+const rank: Record<PermissionLevel, number> = { none: 0, user: 1, admin: 2 };
+
+export function permissionLevel(permissions: Record<string, PermissionLevel>, userId: string): PermissionLevel {
+  const exact = permissions[userId];
+  if (exact) return exact;
+  const server = userId.slice(userId.indexOf(":") + 1);
+  return permissions[server] ?? permissions["*"] ?? "none";
+}
+
+export function atLeast(level: PermissionLevel, required: PermissionLevel): boolean {
+  return rank[level] >= rank[required];
+}

@@ -1,0 +1,79 @@
+/** The machine-readable indicator (F13): one state event per user holding every system's counts. */
+import type { MailboxState } from "./mwi.js";
+
+export interface CountsContent {
+  waiting: boolean;
+  new: number;
+  old: number;
+  urgent_new: number;
+  urgent_old: number;
+}
+
+export interface SystemSummary extends CountsContent {
+  name: string;
+  mailboxes: Record<string, CountsContent>;
+}
+
+export interface SummaryContent {
+  user_id: string;
+  total_new: number;
+  systems: Record<string, SystemSummary>;
+}
+
+export interface LinkedMailbox {
+  systemId: string;
+  systemName: string;
+  mailbox: string;
+  state?: MailboxState;
+}
+
+function countsOf(state: MailboxState | undefined): CountsContent {
+  return {
+    waiting: state?.waiting ?? false,
+    new: state?.new ?? 0,
+    old: state?.old ?? 0,
+    urgent_new: state?.urgentNew ?? 0,
+    urgent_old: state?.urgentOld ?? 0,
+  };
+}
+
+/** Builds the summary; keys are sorted so equal summaries serialise equally. */
+export function buildSummary(userId: string, mailboxes: LinkedMailbox[]): SummaryContent {
+  const systems: Record<string, SystemSummary> = {};
+  const sorted = [...mailboxes].sort((a, b) =>
+    a.systemId === b.systemId ? a.mailbox.localeCompare(b.mailbox) : a.systemId.localeCompare(b.systemId),
+  );
+  for (const m of sorted) {
+    const counts = countsOf(m.state);
+    const system = (systems[m.systemId] ??= {
+      name: m.systemName,
+      waiting: false,
+      new: 0,
+      old: 0,
+      urgent_new: 0,
+      urgent_old: 0,
+      mailboxes: {},
+    });
+    system.mailboxes[m.mailbox] = counts;
+    system.waiting ||= counts.waiting;
+    system.new += counts.new;
+    system.old += counts.old;
+    system.urgent_new += counts.urgent_new;
+    system.urgent_old += counts.urgent_old;
+  }
+  const total_new = Object.values(systems).reduce((sum, s) => sum + s.new, 0);
+  return { user_id: userId, total_new, systems };
+}
+
+/** The per-mailbox state event content (F13, F8). */
+export function mailboxStateContent(userId: string, systemName: string, state: MailboxState): Record<string, unknown> {
+  return {
+    user_id: userId,
+    system: state.systemId,
+    system_name: systemName,
+    mailbox: state.mailbox,
+    ...countsOf(state),
+    updated: state.updated,
+    ...(state.lastMessage ? { last_message: { ...state.lastMessage } } : {}),
+  };
+}

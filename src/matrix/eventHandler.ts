@@ -1,0 +1,168 @@
+/**
+ * Events the homeserver sends the bridge: invites to its bots, users joining or leaving DMs,
+ * and `!commands`. Commands run once per event ID and one at a time per user; a broken command
+ * never blocks the next one.
+ */
+import type { Logger, WeakEvent } from "matrix-appservice-bridge";
+import type { BridgeConfig } from "../config/types.js";
+import type { MailboxService } from "../app/mailboxService.js";
+import { COMMANDS, CommandError, text, type CommandContext } from "../commands/commands.js";
+import { carriesSecret, parseCommand } from "../commands/parser.js";
+import { atLeast, permissionLevel } from "../core/permissions.js";
+import type { VoicemailStore } from "../store/store.js";
+import type { KeyedQueue } from "../util/keyedQueue.js";
+import type { VoicemailMetrics } from "../util/metrics.js";
+import type { Bot, BotDirectory } from "./bots.js";
+import type { DmRooms } from "./dmRooms.js";
+import { noticeContent, type MwiPublisher } from "./mwiPublisher.js";
+import type { RenderedText } from "../core/format.js";
+
+export class EventHandler {
+  private readonly systems: CommandContext["systems"];
+
+  constructor(
+    private readonly config: BridgeConfig,
+    private readonly store: VoicemailStore,
+    private readonly bots: BotDirectory,
+    private readonly dms: DmRooms,
+    private readonly mailboxes: MailboxService,
+    private readonly publisher: MwiPublisher,
+    private readonly userQueue: KeyedQueue,
+    private readonly log: Logger,
+    private readonly metrics?: VoicemailMetrics,
+  ) {
+    this.systems = new Map(config.systems.map((s) => [s.id, { id: s.id, name: s.name }]));
+  }
+
+  async onEvent(event: WeakEvent): Promise<void> {
+    try {
+      if (event.type === "m.room.member" && typeof event.state_key === "string") await this.onMembership(event);
+      else if (event.type === "m.room.message" && !this.bots.isBot(event.sender)) await this.onMessage(event);
+    } catch (err) {
+      this.log.error(`event ${event.event_id} (${event.type}) in ${event.room_id}: ${(err as Error).message}`);
+    }
+  }
+
+  private async onMembership(event: WeakEvent): Promise<void> {
+    const target = event.state_key!;
+    const membership = (event.content as { membership?: string }).membership;
+    const bot = this.bots.byUser(target);
+    if (bot) {
+      if (membership === "invite") await this.onBotInvited(event, bot);
+      return;
+    }
+    const dm = await this.store.getDmRoomById(event.room_id);
+    if (!dm) return;
+    if (target === dm.userId) {
+      if (membership === "join") await this.dms.markJoined(dm);
+      else if (membership === "leave" || membership === "ban") await this.dms.forget(dm);
+    } else if (membership === "join" || membership === "invite") {
+      // Voicemail details are private: a DM that gains a third person is a DM no more.
+      const intent = this.bots.intent(this.bots.byUser(dm.botUserId)!);
+      await intent
+        .sendMessage(dm.roomId, noticeContent(text("Someone else was added to this room, so it is no longer private: I will send your voicemail notifications to a new direct chat.")))
+        .catch(() => undefined);
+      await this.dms.forget(dm);
+    }
+  }
+
+  private async onBotInvited(event: WeakEvent, bot: Bot): Promise<void> {
+    const inviter = event.sender;
+    const intent = this.bots.intent(bot);
+    if (!atLeast(permissionLevel(this.config.permissions, inviter), "user")) {
+      this.log.info(`${bot.userId} declined an invite to ${event.room_id} from ${inviter}: not permitted`);
+      await intent.leave(event.room_id, "You are not permitted to use this bridge").catch(() => undefined);
+      return;
+    }
+    await intent.join(event.room_id);
+    const members = await intent.matrixClient.getRoomMembers(event.room_id, undefined, ["join", "invite"]);
+    const others = new Set(members.map((m) => m.membershipFor).filter((u) => u !== bot.userId));
+    if (others.size !== 1 || !others.has(inviter)) {
+      await intent.sendMessage(event.room_id, noticeContent(text("I only work in direct chats with one person. Invite me to a new direct chat instead.")));
+      await intent.leave(event.room_id);
+      this.log.info(`${bot.userId} left ${event.room_id}: not a direct chat`);
+      return;
+    }
+    await this.dms.adopt(inviter, bot, event.room_id);
+    this.log.info(`${bot.userId} joined DM ${event.room_id} of ${inviter}`);
+    const intro = bot.system
+      ? `Hello! I bring you the message waiting indication of ${bot.system.name}. Say !help for commands.`
+      : "Hello! I am the voicemail bridge. Say !help for commands.";
+    await intent.sendMessage(event.room_id, noticeContent(text(intro)));
+  }
+
+  private async onMessage(event: WeakEvent): Promise<void> {
+    const content = event.content as { msgtype?: string; body?: unknown; "m.new_content"?: unknown };
+    if (content.msgtype !== "m.text" || typeof content.body !== "string" || content["m.new_content"]) return;
+    const body = content.body;
+    if (!body.trimStart().startsWith("!")) return;
+    const dm = await this.store.getDmRoomById(event.room_id);
+    if (!dm || dm.userId !== event.sender) return; // commands are taken in the sender's own DMs only
+    const bot = this.bots.byUser(dm.botUserId);
+    if (!bot) return;
+    const intent = this.bots.intent(bot);
+    const reply = (t: RenderedText) => intent.sendMessage(event.room_id, noticeContent(t));
+
+    // A password must not stay in the room a moment longer than needed, not even if the
+    // command turns out to be wrong.
+    let redactionFailed = false;
+    if (carriesSecret(body)) {
+      redactionFailed = await intent.matrixClient
+        .redactEvent(event.room_id, event.event_id, "contained a password")
+        .then(() => false)
+        .catch((err: Error) => {
+          this.log.warn(`could not redact a message with a password in ${event.room_id}: ${err.message}`);
+          return true;
+        });
+    }
+
+    await this.userQueue.run(event.sender, async () => {
+      if (!(await this.store.markEventHandled(event.event_id, Date.now()))) return;
+      if (redactionFailed) await reply(text("I could not remove your message with the password: please delete it yourself."));
+      const level = permissionLevel(this.config.permissions, event.sender);
+      const parsed = parseCommand(body, COMMANDS);
+      if ("notACommand" in parsed) return;
+      const name = parsed.name ?? "unknown";
+      if (!atLeast(level, "user")) {
+        this.metrics?.commands.inc({ command: name, outcome: "denied" });
+        await reply(text("You are not permitted to use this bridge."));
+        return;
+      }
+      if (!parsed.ok) {
+        this.metrics?.commands.inc({ command: name, outcome: "bad_syntax" });
+        await reply(text(parsed.error));
+        return;
+      }
+      const command = COMMANDS.find((c) => c.name === parsed.name)!;
+      if (!atLeast(level, command.level)) {
+        this.metrics?.commands.inc({ command: name, outcome: "denied" });
+        await reply(text(`!${command.name} is for ${command.level}s only.`));
+        return;
+      }
+      const ctx: CommandContext = {
+        sender: event.sender,
+        level,
+        bot,
+        mailboxes: this.mailboxes,
+        publisher: this.publisher,
+        store: this.store,
+        systems: this.systems,
+      };
+      try {
+        await reply(await command.run(ctx, parsed.args));
+        this.metrics?.commands.inc({ command: name, outcome: "ok" });
+        this.log.info(`${event.sender} ran !${command.name}`);
+      } catch (err) {
+        if (err instanceof CommandError) {
+          this.metrics?.commands.inc({ command: name, outcome: "refused" });
+          await reply(text(err.message));
+          return;
+        }
+        this.metrics?.commands.inc({ command: name, outcome: "error" });
+        this.log.error(`!${command.name} from ${event.sender} failed: ${(err as Error).message}`);
+        await reply(text(`Something went wrong with !${command.name}; the bridge's log has the details.`));
+      }
+    });
+  }
+}
+

@@ -1,0 +1,217 @@
+/** The embedded store: a directory of NeDB files, private to the service user. */
+import { mkdirSync, chmodSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import Datastore from "nedb-promises";
+import type { MailboxState } from "../core/mwi.js";
+import { SCHEMA_VERSION, type DmRoom, type MailboxLink, type Profile, type VoicemailStore } from "./store.js";
+
+type Collection = ReturnType<typeof Datastore.create>;
+
+/** NeDB adds `_id`; callers never see it. */
+function strip<T>(doc: (T & { _id?: string }) | null | undefined): T | undefined {
+  if (!doc) return undefined;
+  const { _id, ...rest } = doc;
+  return rest as T;
+}
+
+const isUniqueViolation = (err: unknown) => (err as { errorType?: string }).errorType === "uniqueViolated";
+
+export class NedbStore implements VoicemailStore {
+  private constructor(
+    private readonly dir: string,
+    private readonly meta: Collection,
+    private readonly profiles: Collection,
+    private readonly links: Collection,
+    private readonly rooms: Collection,
+    private readonly mailboxes: Collection,
+    private readonly events: Collection,
+  ) {}
+
+  static async open(directory: string): Promise<NedbStore> {
+    const dir = resolve(directory);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+    const open = async (name: string) => {
+      const db = Datastore.create({ filename: join(dir, `${name}.db`) });
+      await db.load();
+      // NeDB appends every write; compacting hourly keeps the files (and the next start) small.
+      db.persistence.setAutocompactionInterval(3_600_000);
+      return db;
+    };
+    const store = new NedbStore(
+      dir,
+      await open("meta"),
+      await open("profiles"),
+      await open("links"),
+      await open("dm_rooms"),
+      await open("mailbox_state"),
+      await open("handled_events"),
+    );
+    await store.migrate();
+    await store.indexes();
+    // NeDB creates files with the process umask; the data is nobody else's business.
+    for (const file of readdirSync(dir)) chmodSync(join(dir, file), 0o600);
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    const current = strip<{ key: string; version: number }>(await this.meta.findOne({ key: "schema" }));
+    if (!current) {
+      await this.meta.insert({ key: "schema", version: SCHEMA_VERSION });
+      return;
+    }
+    if (current.version > SCHEMA_VERSION) {
+      throw new Error(
+        `the store in ${this.dir} has schema version ${current.version}, newer than this bridge (${SCHEMA_VERSION}): upgrade the bridge`,
+      );
+    }
+    // Version 1 is the first: later versions add their steps here, in order.
+  }
+
+  private async indexes(): Promise<void> {
+    await this.meta.ensureIndex({ fieldName: "key", unique: true });
+    await this.profiles.ensureIndex({ fieldName: "userId", unique: true });
+    await this.links.ensureIndex({ fieldName: "key", unique: true });
+    await this.links.ensureIndex({ fieldName: "mailboxKey" });
+    await this.links.ensureIndex({ fieldName: "userId" });
+    await this.rooms.ensureIndex({ fieldName: "key", unique: true });
+    await this.rooms.ensureIndex({ fieldName: "roomId", unique: true });
+    await this.mailboxes.ensureIndex({ fieldName: "key", unique: true });
+    await this.events.ensureIndex({ fieldName: "eventId", unique: true });
+  }
+
+  async close(): Promise<void> {
+    // Every write has reached the file when its promise resolved; only the timers remain.
+    for (const db of [this.meta, this.profiles, this.links, this.rooms, this.mailboxes, this.events]) {
+      db.persistence.stopAutocompaction();
+    }
+  }
+
+  async getProfile(userId: string): Promise<Profile | undefined> {
+    return strip<Profile>(await this.profiles.findOne({ userId }));
+  }
+
+  async updateProfile(userId: string, patch: Partial<Omit<Profile, "userId" | "createdAt">>): Promise<Profile> {
+    const existing = await this.getProfile(userId);
+    const profile: Profile = { ...(existing ?? { userId, createdAt: Date.now() }), ...patch };
+    await this.profiles.update({ userId }, profile, { upsert: true });
+    return profile;
+  }
+
+  private static linkKey(userId: string, systemId: string, mailbox: string) {
+    return JSON.stringify([userId, systemId, mailbox]);
+  }
+
+  private static mailboxKey(systemId: string, mailbox: string) {
+    return JSON.stringify([systemId, mailbox]);
+  }
+
+  async listLinks(userId: string): Promise<MailboxLink[]> {
+    const docs = await this.links.find<MailboxLink>({ userId }).sort({ systemId: 1, mailbox: 1 });
+    return docs.map((d) => this.linkOf(d));
+  }
+
+  async linksForMailbox(systemId: string, mailbox: string): Promise<MailboxLink[]> {
+    const docs = await this.links.find<MailboxLink>({ mailboxKey: NedbStore.mailboxKey(systemId, mailbox) });
+    return docs.map((d) => this.linkOf(d));
+  }
+
+  async linksForSystem(systemId: string): Promise<MailboxLink[]> {
+    const docs = await this.links.find<MailboxLink>({ systemId });
+    return docs.map((d) => this.linkOf(d));
+  }
+
+  private linkOf(doc: MailboxLink & { key?: string; mailboxKey?: string }): MailboxLink {
+    const { key, mailboxKey, ...link } = strip<MailboxLink & { key?: string; mailboxKey?: string }>(doc)!;
+    return link;
+  }
+
+  async addLink(link: MailboxLink): Promise<boolean> {
+    try {
+      await this.links.insert({
+        ...link,
+        key: NedbStore.linkKey(link.userId, link.systemId, link.mailbox),
+        mailboxKey: NedbStore.mailboxKey(link.systemId, link.mailbox),
+      });
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  async removeLink(userId: string, systemId: string, mailbox: string): Promise<boolean> {
+    return (await this.links.remove({ key: NedbStore.linkKey(userId, systemId, mailbox) }, {})) > 0;
+  }
+
+  async setLinkMwi(userId: string, systemId: string, mailbox: string, enabled: boolean): Promise<number> {
+    return this.links.update(
+      { key: NedbStore.linkKey(userId, systemId, mailbox) },
+      { $set: { mwiEnabled: enabled } },
+      {},
+    );
+  }
+
+  private static roomKey(userId: string, botUserId: string) {
+    return JSON.stringify([userId, botUserId]);
+  }
+
+  async getDmRoom(userId: string, botUserId: string): Promise<DmRoom | undefined> {
+    const doc = strip<DmRoom & { key: string }>(await this.rooms.findOne({ key: NedbStore.roomKey(userId, botUserId) }));
+    if (!doc) return undefined;
+    const { key, ...room } = doc;
+    return room;
+  }
+
+  async getDmRoomById(roomId: string): Promise<DmRoom | undefined> {
+    const doc = strip<DmRoom & { key: string }>(await this.rooms.findOne({ roomId }));
+    if (!doc) return undefined;
+    const { key, ...room } = doc;
+    return room;
+  }
+
+  async saveDmRoom(room: DmRoom): Promise<void> {
+    const key = NedbStore.roomKey(room.userId, room.botUserId);
+    // A room ID belongs to one user and bot only; drop any stale record of it first.
+    await this.rooms.remove({ roomId: room.roomId, key: { $ne: key } }, { multi: true });
+    await this.rooms.update({ key }, { ...room, key }, { upsert: true });
+  }
+
+  async forgetDmRoom(roomId: string): Promise<void> {
+    await this.rooms.remove({ roomId }, { multi: true });
+  }
+
+  async getMailboxState(systemId: string, mailbox: string): Promise<MailboxState | undefined> {
+    const doc = strip<MailboxState & { key: string }>(
+      await this.mailboxes.findOne({ key: NedbStore.mailboxKey(systemId, mailbox) }),
+    );
+    if (!doc) return undefined;
+    const { key, ...state } = doc;
+    return state;
+  }
+
+  async saveMailboxState(state: MailboxState): Promise<void> {
+    const key = NedbStore.mailboxKey(state.systemId, state.mailbox);
+    await this.mailboxes.update({ key }, { ...state, key }, { upsert: true });
+  }
+
+  async markEventHandled(eventId: string, at: number): Promise<boolean> {
+    try {
+      await this.events.insert({ eventId, at });
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  async forgetHandledEventsBefore(at: number): Promise<number> {
+    return this.events.remove({ at: { $lt: at } }, { multi: true });
+  }
+}
+
+/** Opens the store a `database.uri` names. */
+export async function openStore(uri: string): Promise<VoicemailStore> {
+  if (uri.startsWith("nedb:")) return NedbStore.open(uri.slice("nedb:".length));
+  throw new Error(`database.uri: unsupported store "${uri.split(":")[0]}"`);
+}
