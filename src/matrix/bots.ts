@@ -70,8 +70,13 @@ export class BotDirectory {
   async syncProfiles(log: Logger): Promise<void> {
     for (const bot of this.all()) {
       const intent = this.intent(bot);
-      await intent.ensureRegistered();
-      await intent.ensureProfile(bot.displayName, bot.avatarUrl);
+      // Forced: the library assumes the sender user exists, but Synapse only creates it on register.
+      await intent.ensureRegistered(true);
+      // The appservice's own sender user may have no profile row yet: Synapse then answers
+      // the profile lookup with an error, which means "nothing set".
+      const profile = await intent.getProfileInfo(bot.userId, undefined, false).catch(() => ({}) as Record<string, string | undefined>);
+      if (profile.displayname !== bot.displayName) await intent.setDisplayName(bot.displayName);
+      if (bot.avatarUrl && profile.avatar_url !== bot.avatarUrl) await intent.setAvatarUrl(bot.avatarUrl);
       log.info(`bot ${bot.userId} ready as "${bot.displayName}"`);
     }
   }

@@ -25,7 +25,7 @@ export class DmRooms {
   ensure(userId: string, bot: Bot): Promise<DmRoom> {
     return this.creating.run(`${userId}\n${bot.userId}`, async () => {
       const existing = await this.store.getDmRoom(userId, bot.userId);
-      if (existing) return existing;
+      if (existing && (await this.stillThere(existing, bot))) return existing;
       const { room_id: roomId } = await this.bots.intent(bot).createRoom({
         createAsClient: true,
         options: {
@@ -42,6 +42,30 @@ export class DmRooms {
       this.log.info(`opened DM ${roomId} between ${bot.userId} and ${userId}`);
       return room;
     });
+  }
+
+  /**
+   * Asks the homeserver whether the user is still in (or invited to) the room: a leave may not
+   * have reached us yet (it is queued while the bridge restarts), and posting into a room the
+   * user left reaches nobody.
+   */
+  private async stillThere(room: DmRoom, bot: Bot): Promise<boolean> {
+    const membership = await this.bots
+      .intent(bot)
+      .matrixClient.getRoomStateEventContent(room.roomId, "m.room.member", room.userId)
+      .then((content: { membership?: string }) => content.membership)
+      .catch((err: { errcode?: string; statusCode?: number }) => {
+        // Not found or forbidden: the room is gone for us. Anything else: the homeserver is
+        // unwell, and the send that follows will fail or succeed on its own.
+        if (err.errcode === "M_NOT_FOUND" || err.errcode === "M_FORBIDDEN") return "leave";
+        return "unknown";
+      });
+    if (membership === "leave" || membership === "ban") {
+      await this.forget(room);
+      return false;
+    }
+    if (membership === "join" && !room.userJoined) await this.store.saveDmRoom({ ...room, userJoined: true });
+    return true;
   }
 
   /** A user invited a bot into a 1:1 room: that room becomes their DM with it. */
