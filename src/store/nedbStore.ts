@@ -7,6 +7,12 @@ import { SCHEMA_VERSION, type DmRoom, type MailboxLink, type Profile, type Voice
 
 type Collection = ReturnType<typeof Datastore.create>;
 
+/** @seald-io/nedb's compaction; nedb-promises passes it through but does not type it. */
+const compact = (db: Collection) => (db as unknown as { compactDatafileAsync(): Promise<void> }).compactDatafileAsync();
+
+/** NeDB appends every write; compacting hourly keeps the files (and the next start) small. */
+const COMPACTION_INTERVAL_MS = 3_600_000;
+
 /** NeDB adds `_id`; callers never see it. */
 function strip<T>(doc: (T & { _id?: string }) | null | undefined): T | undefined {
   if (!doc) return undefined;
@@ -17,6 +23,8 @@ function strip<T>(doc: (T & { _id?: string }) | null | undefined): T | undefined
 const isUniqueViolation = (err: unknown) => (err as { errorType?: string }).errorType === "uniqueViolated";
 
 export class NedbStore implements VoicemailStore {
+  private compactionTimer?: NodeJS.Timeout;
+
   private constructor(
     private readonly dir: string,
     private readonly meta: Collection,
@@ -34,8 +42,6 @@ export class NedbStore implements VoicemailStore {
     const open = async (name: string) => {
       const db = Datastore.create({ filename: join(dir, `${name}.db`) });
       await db.load();
-      // NeDB appends every write; compacting hourly keeps the files (and the next start) small.
-      db.persistence.setAutocompactionInterval(3_600_000);
       return db;
     };
     const store = new NedbStore(
@@ -49,8 +55,8 @@ export class NedbStore implements VoicemailStore {
     );
     await store.migrate();
     await store.indexes();
-    // NeDB creates files with the process umask; the data is nobody else's business.
-    for (const file of readdirSync(dir)) chmodSync(join(dir, file), 0o600);
+    store.makeFilesPrivate();
+    store.compactionTimer = setInterval(() => void store.compactAll().catch(() => undefined), COMPACTION_INTERVAL_MS).unref();
     return store;
   }
 
@@ -80,11 +86,20 @@ export class NedbStore implements VoicemailStore {
     await this.events.ensureIndex({ fieldName: "eventId", unique: true });
   }
 
+  /** NeDB (re)creates its files with the process umask; the data is nobody else's business. */
+  private makeFilesPrivate(): void {
+    for (const file of readdirSync(this.dir)) chmodSync(join(this.dir, file), 0o600);
+  }
+
+  private async compactAll(): Promise<void> {
+    for (const db of [this.meta, this.profiles, this.links, this.rooms, this.mailboxes, this.events]) await compact(db);
+    this.makeFilesPrivate();
+  }
+
   async close(): Promise<void> {
-    // Every write has reached the file when its promise resolved; only the timers remain.
-    for (const db of [this.meta, this.profiles, this.links, this.rooms, this.mailboxes, this.events]) {
-      db.persistence.stopAutocompaction();
-    }
+    clearInterval(this.compactionTimer);
+    // Every write reached its file when its promise resolved; compacting leaves a quick start.
+    await this.compactAll();
   }
 
   async getProfile(userId: string): Promise<Profile | undefined> {
