@@ -6,8 +6,9 @@ import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
 import type { RenderedText } from "../core/format.js";
 import { applyUpdate, type MailboxChange, type MwiUpdate } from "../core/mwi.js";
-import type { VoicemailGateway } from "../gateway/gateway.js";
+import type { MailboxCredentials, VoicemailGateway } from "../gateway/gateway.js";
 import type { MwiPublisher } from "../matrix/mwiPublisher.js";
+import type { SecretBox } from "../store/secretBox.js";
 import type { MailboxLink, VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
@@ -24,6 +25,7 @@ export class MailboxService {
     private readonly publisher: MwiPublisher,
     /** Shared with the command handler: one thing at a time per user. */
     private readonly userQueue: KeyedQueue,
+    private readonly secrets: SecretBox,
     private readonly log: Logger,
     private readonly metrics?: VoicemailMetrics,
   ) {}
@@ -70,14 +72,31 @@ export class MailboxService {
       .catch((err: Error) => this.log.error(`resync of ${systemId}/${mailbox} for ${userId} failed: ${err.message}`));
   }
 
-  /** Links a mailbox; `welcome` is told to the user in the system's DM before its counts. */
-  async link(userId: string, systemId: string, mailbox: string, linkedBy: string, welcome?: RenderedText): Promise<LinkOutcome> {
-    const added = await this.store.addLink({ userId, systemId, mailbox, mwiEnabled: true, linkedBy, createdAt: Date.now() });
+  /**
+   * Links a mailbox; `welcome` is told to the user in the system's DM before its counts;
+   * `credentials` (from a proven self-service link) are stored sealed.
+   */
+  async link(
+    userId: string,
+    systemId: string,
+    mailbox: string,
+    linkedBy: string,
+    options: { welcome?: RenderedText; credentials?: MailboxCredentials } = {},
+  ): Promise<LinkOutcome> {
+    const added = await this.store.addLink({
+      userId,
+      systemId,
+      mailbox,
+      mwiEnabled: true,
+      linkedBy,
+      createdAt: Date.now(),
+      ...(options.credentials ? { sealedCredentials: this.secrets.seal(JSON.stringify(options.credentials)) } : {}),
+    });
     if (!added) return "already-linked";
     await this.store.updateProfile(userId, {});
-    await this.gateways.get(systemId)?.watch(mailbox);
+    await this.watch(systemId, mailbox);
     this.log.info(`${linkedBy} linked ${systemId}/${mailbox} to ${userId}`);
-    this.resync(userId, systemId, mailbox, welcome);
+    this.resync(userId, systemId, mailbox, options.welcome);
     return "linked";
   }
 
@@ -106,7 +125,7 @@ export class MailboxService {
       const gateway = this.gateways.get(link.systemId);
       if (gateway?.switchesMwiUpstream) {
         const othersWant = (await this.store.linksForMailbox(link.systemId, link.mailbox)).some((l) => l.mwiEnabled);
-        if (enabled) await gateway.watch(link.mailbox);
+        if (enabled) await this.watch(link.systemId, link.mailbox);
         else if (!othersWant) await gateway.unwatch(link.mailbox);
       }
       this.log.info(`${userId} switched MWI ${enabled ? "on" : "off"} for ${link.systemId}/${link.mailbox}`);
@@ -117,5 +136,30 @@ export class MailboxService {
 
   systemIds(): string[] {
     return this.config.systems.map((s) => s.id);
+  }
+
+  /** Credentials of any enabled link of the mailbox: one watch serves every user linked to it. */
+  private async credentialsFor(systemId: string, mailbox: string): Promise<MailboxCredentials | undefined> {
+    const links = await this.store.linksForMailbox(systemId, mailbox);
+    for (const link of links.filter((l) => l.mwiEnabled && l.sealedCredentials)) {
+      try {
+        return JSON.parse(this.secrets.open(link.sealedCredentials!)) as MailboxCredentials;
+      } catch (err) {
+        this.log.error(`credentials of ${systemId}/${mailbox} for ${link.userId} cannot be read: ${(err as Error).message}`);
+      }
+    }
+    return undefined;
+  }
+
+  private async watch(systemId: string, mailbox: string): Promise<void> {
+    await this.gateways.get(systemId)?.watch(mailbox, await this.credentialsFor(systemId, mailbox));
+  }
+
+  /** On start: every mailbox some user wants MWI for is watched again, without anyone asking. */
+  async watchAll(systemId: string): Promise<number> {
+    const links = await this.store.linksForSystem(systemId);
+    const mailboxes = [...new Set(links.filter((l) => l.mwiEnabled).map((l) => l.mailbox))];
+    for (const mailbox of mailboxes) await this.watch(systemId, mailbox);
+    return mailboxes.length;
   }
 }

@@ -8,6 +8,7 @@ import { AppService, Bridge, Logger, type WeakEvent } from "matrix-appservice-br
 import type { BridgeConfig, SystemConfig } from "../config/types.js";
 import { readRegistration, registrationMismatch } from "../config/registration.js";
 import type { GatewayHost, VoicemailGateway } from "../gateway/gateway.js";
+import { SipGateway } from "../gateway/sip/sipGateway.js";
 import { WebhookGateway } from "../gateway/webhook/webhookGateway.js";
 import { WebhookRouter } from "../gateway/webhook/webhookHttp.js";
 import { BotDirectory } from "../matrix/bots.js";
@@ -15,6 +16,7 @@ import { DmRooms } from "../matrix/dmRooms.js";
 import { EventHandler } from "../matrix/eventHandler.js";
 import { MwiPublisher } from "../matrix/mwiPublisher.js";
 import { openStore } from "../store/nedbStore.js";
+import { SecretBox } from "../store/secretBox.js";
 import type { VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
 import { createMetrics, type VoicemailMetrics } from "../util/metrics.js";
@@ -52,6 +54,8 @@ function createGateway(system: SystemConfig, host: GatewayHost): VoicemailGatewa
   switch (system.kind) {
     case "webhook":
       return new WebhookGateway(system, host);
+    case "sip":
+      return new SipGateway(system, host);
   }
 }
 
@@ -102,7 +106,8 @@ export class VoicemailBridge {
     const bots = new BotDirectory(config, bridge);
     const dms = new DmRooms(store, bots, new Logger("DmRooms"));
     const publisher = new MwiPublisher(config, store, bots, dms, new Logger("MwiPublisher"), metrics);
-    const mailboxes = new MailboxService(config, store, this.gateways, publisher, userQueue, new Logger("Mailboxes"), metrics);
+    const secrets = SecretBox.fromConfig(config.encryption);
+    const mailboxes = new MailboxService(config, store, this.gateways, publisher, userQueue, secrets, new Logger("Mailboxes"), metrics);
     handler = new EventHandler(config, store, bots, dms, mailboxes, publisher, userQueue, new Logger("Events"), metrics);
 
     // Webhooks on the appservice listener, or on a listener per configured port.
@@ -140,8 +145,8 @@ export class VoicemailBridge {
     await bots.syncProfiles(this.log);
     for (const gateway of this.gateways.values()) {
       await gateway.start();
-      const links = await store.linksForSystem(gateway.systemId);
-      for (const mailbox of new Set(links.filter((l) => l.mwiEnabled).map((l) => l.mailbox))) await gateway.watch(mailbox);
+      const watched = await mailboxes.watchAll(gateway.systemId);
+      if (watched) this.log.info(`${gateway.systemId}: watching ${watched} mailbox(es)`);
     }
     this.pruneTimer = setInterval(() => {
       void store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS).catch(() => undefined);

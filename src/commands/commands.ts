@@ -4,7 +4,7 @@
  */
 import type { PermissionLevel } from "../config/types.js";
 import type { MailboxService } from "../app/mailboxService.js";
-import { escapeHtml, renderMailboxList, type RenderedText } from "../core/format.js";
+import { countsText, escapeHtml, renderMailboxList, type RenderedText } from "../core/format.js";
 import { atLeast } from "../core/permissions.js";
 import type { Bot } from "../matrix/bots.js";
 import type { MwiPublisher } from "../matrix/mwiPublisher.js";
@@ -122,8 +122,10 @@ const link: Command = {
       ...(typeof args["auth-user"] === "string" ? { authUser: args["auth-user"] } : {}),
     });
     if (!proof.ok) return text(`Could not link ${systemName(ctx, systemId)} mailbox ${mailbox}: ${proof.reason}. Nothing was stored.`);
-    const outcome = await ctx.mailboxes.link(ctx.sender, systemId, mailbox, ctx.sender);
-    return text(outcome === "linked" ? `Linked ${systemName(ctx, systemId)} mailbox ${mailbox}.` : `${systemName(ctx, systemId)} mailbox ${mailbox} was already linked.`);
+    const outcome = await ctx.mailboxes.link(ctx.sender, systemId, mailbox, ctx.sender, proof.credentials ? { credentials: proof.credentials } : {});
+    if (outcome === "already-linked") return text(`${systemName(ctx, systemId)} mailbox ${mailbox} was already linked.`);
+    const counts = proof.current ? `: ${countsText(proof.current.counts)}` : "";
+    return text(`Linked ${systemName(ctx, systemId)} mailbox ${mailbox}${counts}.`);
   },
 };
 
@@ -206,7 +208,7 @@ const admin: Command = {
       return text(removed ? `Unlinked ${name} mailbox ${mailbox} from ${user}.` : `${user} has no linked mailbox ${mailbox} on ${name}.`);
     }
     const welcome = text(`Mailbox ${mailbox} of ${name} is now linked to your account. Its message waiting indication will show here. Say !help for commands.`);
-    const outcome = await ctx.mailboxes.link(user, systemId, mailbox, ctx.sender, welcome);
+    const outcome = await ctx.mailboxes.link(user, systemId, mailbox, ctx.sender, { welcome });
     if (outcome === "already-linked") return text(`${user} already has ${name} mailbox ${mailbox}.`);
     return text(`Linked ${name} mailbox ${mailbox} to ${user}.`);
   },

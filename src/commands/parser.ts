@@ -32,7 +32,8 @@ export function parseCommand(text: string, commands: CommandDefinition[]): Parse
   const name = line.split(/\s+/, 1)[0]!.toLowerCase();
   const command = commands.find((c) => c.name === name);
   if (!command) return { ok: false, error: `Unknown command !${name}. Say !help for the list.` };
-  const rest = line.slice(line.split(/\s+/, 1)[0]!.length);
+  // yargs splits on spaces only; a tab or line break between words is a space to the user.
+  const rest = line.slice(line.split(/\s+/, 1)[0]!.length).replace(/\s/g, " ");
 
   let matched: Record<string, unknown> | undefined;
   const parser = yargs()
@@ -59,5 +60,6 @@ export function parseCommand(text: string, commands: CommandDefinition[]): Parse
 
 /** True when a message passes a secret on the command line: it must be redacted at once. */
 export function carriesSecret(text: string): boolean {
-  return /(^|\s)--password(=|\s|$)/.test(text);
+  // Any spelling yargs reads as the option counts: `--password x`, `--password=x`, `--password.x=y`.
+  return /(^|\s)--password(?![A-Za-z0-9_-])/.test(text);
 }

@@ -56,6 +56,7 @@ function crossChecks(config: BridgeConfig): string[] {
   const problems: string[] = [];
   const ids = new Set<string>();
   const localparts = new Set<string>([config.appservice.botLocalpart]);
+  const sipAddresses = new Set<string>();
   config.systems.forEach((system, i) => {
     if (ids.has(system.id)) problems.push(`systems[${i}].id: "${system.id}" is used by another system`);
     ids.add(system.id);
@@ -63,6 +64,11 @@ function crossChecks(config: BridgeConfig): string[] {
       problems.push(`systems[${i}].botLocalpart: "${system.botLocalpart}" is used by another bot`);
     }
     localparts.add(system.botLocalpart);
+    if (system.kind === "sip" && system.sip.local.port !== 0) {
+      const address = `${system.sip.local.bindAddress}:${system.sip.local.port}`;
+      if (sipAddresses.has(address)) problems.push(`systems[${i}].sip.local: ${address} is used by another SIP system`);
+      sipAddresses.add(address);
+    }
   });
   if (!isValidTimeZone(config.defaultTimezone)) {
     problems.push(`defaultTimezone: "${config.defaultTimezone}" is not an IANA time zone`);

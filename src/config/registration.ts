@@ -31,7 +31,7 @@ export function botLocalparts(config: BridgeConfig): string[] {
 
 export function botNamespaceRegex(config: BridgeConfig): string {
   const alternatives = botLocalparts(config).map(escapeRegex).join("|");
-  return `@(${alternatives}):${escapeRegex(config.homeserver.domain)}`;
+  return `^@(${alternatives}):${escapeRegex(config.homeserver.domain)}$`;
 }
 
 function token(): string {
@@ -94,7 +94,7 @@ export function registrationMismatch(config: BridgeConfig, registration: Registr
   }
   const namespaces = registration.namespaces?.users ?? [];
   const uncovered = botLocalparts(config).filter(
-    (lp) => !namespaces.some((ns) => ns.exclusive && new RegExp(`^${ns.regex}$`).test(`@${lp}:${config.homeserver.domain}`)),
+    (lp) => !namespaces.some((ns) => ns.exclusive && new RegExp(ns.regex).test(`@${lp}:${config.homeserver.domain}`)),
   );
   if (uncovered.length) return `the user namespace does not cover the bot(s) ${uncovered.join(", ")}`;
   return undefined;

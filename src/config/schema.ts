@@ -37,7 +37,64 @@ const webhookSystem = {
   },
 };
 
-export const SYSTEM_KINDS = ["webhook"] as const;
+const host = { type: "string", minLength: 1, maxLength: 255, pattern: "^[A-Za-z0-9.:\\[\\]-]+$" };
+
+const sipSystem = {
+  type: "object",
+  required: ["id", "name", "botLocalpart", "kind", "sip"],
+  additionalProperties: false,
+  properties: {
+    ...systemBase,
+    kind: { const: "sip" },
+    sip: {
+      type: "object",
+      required: ["server"],
+      additionalProperties: false,
+      properties: {
+        server: {
+          type: "object",
+          required: ["host"],
+          additionalProperties: false,
+          properties: {
+            host,
+            port: { ...port, default: 5060 },
+            transport: { enum: ["udp", "tcp", "tls"], default: "udp" },
+            caFile: { type: "string", minLength: 1 },
+            rejectUnauthorized: { type: "boolean", default: true },
+          },
+        },
+        domain: host,
+        local: {
+          type: "object",
+          additionalProperties: false,
+          default: {},
+          properties: {
+            bindAddress: { type: "string", minLength: 1, default: "0.0.0.0" },
+            port: { type: "integer", minimum: 0, maximum: 65535, default: 5070 },
+            publicAddress: host,
+          },
+        },
+        expires: { type: "integer", minimum: 60, maximum: 86400, default: 3600 },
+        unsolicitedSources: {
+          type: "array",
+          default: [],
+          items: { type: "string", pattern: "^[0-9a-fA-F.:]+(/[0-9]{1,3})?$" },
+        },
+        asteriskSpool: {
+          type: "object",
+          required: ["dir"],
+          additionalProperties: false,
+          properties: {
+            dir: { type: "string", minLength: 1 },
+            context: { type: "string", pattern: "^[A-Za-z0-9_-]+$", default: "default" },
+          },
+        },
+      },
+    },
+  },
+};
+
+export const SYSTEM_KINDS = ["webhook", "sip"] as const;
 
 export const configSchema = {
   type: "object",
@@ -86,7 +143,10 @@ export const configSchema = {
         type: "object",
         required: ["kind"],
         properties: { kind: { enum: [...SYSTEM_KINDS] } },
-        allOf: [{ if: { properties: { kind: { const: "webhook" } } }, then: webhookSystem }],
+        allOf: [
+          { if: { required: ["kind"], properties: { kind: { const: "webhook" } } }, then: webhookSystem },
+          { if: { required: ["kind"], properties: { kind: { const: "sip" } } }, then: sipSystem },
+        ],
       },
     },
     defaultTimezone: { type: "string", minLength: 1, default: "UTC" },
@@ -104,6 +164,15 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: { enabled: { type: "boolean", default: true } },
+    },
+    encryption: {
+      type: "object",
+      additionalProperties: false,
+      default: {},
+      properties: {
+        key: { type: "string", pattern: "^[A-Za-z0-9+/]{43}=$" },
+        keyFile: { type: "string", minLength: 1, default: "./credentials.key" },
+      },
     },
   },
 } as const;

@@ -48,7 +48,34 @@ export interface WebhookSystemConfig extends SystemBase {
   webhook: WebhookSystemSettings;
 }
 
-export type SystemConfig = WebhookSystemConfig;
+export interface SipSystemSettings {
+  /** The voice mail server (notifier) the bridge subscribes to. */
+  server: {
+    host: string;
+    port: number;
+    transport: "udp" | "tcp" | "tls";
+    /** For tls: trust this CA instead of the system's, and the name to check. */
+    caFile?: string;
+    rejectUnauthorized?: boolean;
+  };
+  /** Host part of mailbox URIs (sip:1001@domain); the server's host when unset. */
+  domain?: string;
+  /** The bridge's own SIP address, where NOTIFYs arrive. */
+  local: { bindAddress: string; port: number; publicAddress?: string };
+  /** Subscription expiry to ask for, in seconds; the server may grant less. */
+  expires: number;
+  /** Sources (IP addresses or CIDR ranges) whose out-of-dialog MWI NOTIFYs are accepted. */
+  unsolicitedSources: string[];
+  /** Asterisk's voicemail spool, read for the caller and called number of the newest message. */
+  asteriskSpool?: { dir: string; context: string };
+}
+
+export interface SipSystemConfig extends SystemBase {
+  kind: "sip";
+  sip: SipSystemSettings;
+}
+
+export type SystemConfig = WebhookSystemConfig | SipSystemConfig;
 export type SystemKind = SystemConfig["kind"];
 
 export interface LoggingConfig {
@@ -61,6 +88,13 @@ export interface MetricsConfig {
   enabled: boolean;
 }
 
+export interface EncryptionConfig {
+  /** Base64 of 32 random bytes; wins over keyFile. */
+  key?: string;
+  /** Created with a fresh key (mode 0600) when missing. */
+  keyFile: string;
+}
+
 export interface BridgeConfig {
   homeserver: HomeserverConfig;
   appservice: AppserviceConfig;
@@ -71,4 +105,6 @@ export interface BridgeConfig {
   defaultTimezone: string;
   logging: LoggingConfig;
   metrics: MetricsConfig;
+  /** How mailbox credentials are sealed in the store. */
+  encryption: EncryptionConfig;
 }

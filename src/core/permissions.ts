@@ -7,10 +7,10 @@ import type { PermissionLevel } from "../config/types.js";
 const rank: Record<PermissionLevel, number> = { none: 0, user: 1, admin: 2 };
 
 export function permissionLevel(permissions: Record<string, PermissionLevel>, userId: string): PermissionLevel {
-  const exact = permissions[userId];
-  if (exact) return exact;
+  // Own keys only: "@a:constructor" must not find Object.prototype.constructor.
+  const entry = (key: string) => (Object.hasOwn(permissions, key) ? permissions[key] : undefined);
   const server = userId.slice(userId.indexOf(":") + 1);
-  return permissions[server] ?? permissions["*"] ?? "none";
+  return entry(userId) ?? entry(server) ?? entry("*") ?? "none";
 }
 
 export function atLeast(level: PermissionLevel, required: PermissionLevel): boolean {

@@ -40,9 +40,9 @@ function countsOf(state: MailboxState | undefined): CountsContent {
 /** Builds the summary; keys are sorted so equal summaries serialise equally. */
 export function buildSummary(userId: string, mailboxes: LinkedMailbox[]): SummaryContent {
   const systems: Record<string, SystemSummary> = {};
-  const sorted = [...mailboxes].sort((a, b) =>
-    a.systemId === b.systemId ? a.mailbox.localeCompare(b.mailbox) : a.systemId.localeCompare(b.systemId),
-  );
+  // Code-unit order, not localeCompare: distinct but "equivalent" names must still sort apart.
+  const compare = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  const sorted = [...mailboxes].sort((a, b) => compare(a.systemId, b.systemId) || compare(a.mailbox, b.mailbox));
   for (const m of sorted) {
     const counts = countsOf(m.state);
     const system = (systems[m.systemId] ??= {

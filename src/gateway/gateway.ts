@@ -14,7 +14,15 @@ export interface LinkRequest {
   authUser?: string;
 }
 
-export type LinkProof = { ok: true; current?: MwiUpdate } | { ok: false; reason: string };
+/** What a kind needs to watch a mailbox on the user's behalf; stored encrypted. */
+export interface MailboxCredentials {
+  username: string;
+  password: string;
+}
+
+export type LinkProof =
+  | { ok: true; current?: MwiUpdate; credentials?: MailboxCredentials }
+  | { ok: false; reason: string };
 
 /** What a gateway calls back into. */
 export interface GatewayHost {
@@ -35,7 +43,10 @@ export interface VoicemailGateway {
 
   /** Checks a self-service link request; only called when selfServiceLinking is true. */
   proveLink(request: LinkRequest): Promise<LinkProof>;
-  /** Start or stop receiving MWI for a mailbox (a subscription, for kinds that need one). */
-  watch(mailbox: string): Promise<void>;
+  /**
+   * Start or stop receiving MWI for a mailbox (a subscription, for kinds that need one), with
+   * the credentials a link stored, if any.
+   */
+  watch(mailbox: string, credentials?: MailboxCredentials): Promise<void>;
   unwatch(mailbox: string): Promise<void>;
 }

@@ -19,6 +19,8 @@ export interface MailboxLink {
   mwiEnabled: boolean;
   /** Who created the link: the user themself or an admin. */
   linkedBy: string;
+  /** The mailbox credentials (MailboxCredentials as JSON), sealed with the SecretBox. */
+  sealedCredentials?: string;
   createdAt: number;
 }
 

@@ -6,6 +6,8 @@ export type PayloadResult = { ok: true; update: MwiUpdate } | { ok: false; reaso
 const TOP_LEVEL_KEYS = new Set(["mailbox", "waiting", "new", "old", "urgent_new", "urgent_old", "message"]);
 const MESSAGE_KEYS = new Set(["ani", "dnis", "time", "duration"]);
 const MAILBOX_PATTERN = /^[\p{L}\p{N}@._+:*#-]{1,128}$/u;
+// Date.parse alone accepts "1" or "Wednesday"; the contract is ISO 8601 with a zone.
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
 const NUMBER_PATTERN = /^[\p{L}\p{N} @._+:*#()/-]{1,64}$/u;
 
 function isCount(value: unknown): value is number {
@@ -27,7 +29,7 @@ function parseMessage(raw: unknown): { ok: true; message: MessageInfo } | { ok: 
     message[key] = value;
   }
   if (record.time !== undefined && record.time !== null) {
-    if (typeof record.time !== "string" || Number.isNaN(Date.parse(record.time)) || record.time.length > 64) {
+    if (typeof record.time !== "string" || !ISO_TIME.test(record.time) || Number.isNaN(Date.parse(record.time))) {
       return { ok: false, reason: "message.time must be an ISO 8601 time stamp" };
     }
     message.time = new Date(record.time).toISOString();

@@ -1,0 +1,278 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+
+import { carriesSecret, parseCommand, type Parsed } from "../../src/commands/parser.js";
+import { COMMANDS } from "../../src/commands/commands.js";
+
+const parse = (text: string): Parsed => parseCommand(text, COMMANDS);
+
+function ok(text: string): { name: string; args: Record<string, unknown> } {
+  const r = parse(text);
+  if (!r.ok) assert.fail(`expected ${JSON.stringify(text)} to parse, got ${JSON.stringify(r)}`);
+  return { name: r.name, args: r.args };
+}
+
+function error(text: string): { name?: string; error: string } {
+  const r = parse(text);
+  if (r.ok || "notACommand" in r) assert.fail(`expected an error for ${JSON.stringify(text)}, got ${JSON.stringify(r)}`);
+  return r;
+}
+
+const usageOf = (name: string) => COMMANDS.find((c) => c.name === name)!.usage;
+
+describe("the command table", () => {
+  it("has the documented commands, each with a !usage line", () => {
+    assert.deepEqual(
+      COMMANDS.map((c) => c.name),
+      ["help", "list", "link", "unlink", "mwi", "set", "admin"],
+    );
+    for (const c of COMMANDS) {
+      assert.ok(c.usage.startsWith(`!${c.name}`), c.usage);
+      assert.ok(c.syntax.startsWith(c.name), c.syntax);
+    }
+    assert.equal(COMMANDS.find((c) => c.name === "admin")!.level, "admin");
+    assert.ok(COMMANDS.filter((c) => c.name !== "admin").every((c) => c.level === "user"));
+  });
+});
+
+describe("parseCommand", () => {
+  it("!help and !list take no arguments", () => {
+    assert.deepEqual(ok("!help"), { name: "help", args: {} });
+    assert.deepEqual(ok("!list"), { name: "list", args: {} });
+  });
+
+  it("a command without arguments refuses extra ones", () => {
+    assert.deepEqual(error("!help extra"), { ok: false, name: "help", error: "Unknown argument: extra. Usage: !help" });
+    assert.deepEqual(error("!list --all"), { ok: false, name: "list", error: "Unknown argument: all. Usage: !list" });
+  });
+
+  it("!link with system, mailbox and a quoted password keeps the space", () => {
+    assert.deepEqual(ok('!link carrier 1001 --password "a b"'), {
+      name: "link",
+      args: { first: "carrier", second: "1001", password: "a b" },
+    });
+  });
+
+  it("!link with --password=value and --auth-user", () => {
+    const { args } = ok("!link carrier 1001 --password=s3cr3t --auth-user bob");
+    assert.equal(args.password, "s3cr3t");
+    assert.equal(args["auth-user"], "bob");
+    assert.equal(args.first, "carrier");
+    assert.equal(args.second, "1001");
+  });
+
+  it("!link with the mailbox only (system implied by the bot)", () => {
+    assert.deepEqual(ok("!link 1001"), { name: "link", args: { first: "1001" } });
+  });
+
+  it("!link without arguments: an error with the usage line", () => {
+    const r = error("!link");
+    assert.equal(r.name, "link");
+    assert.ok(r.error.includes(`Usage: ${usageOf("link")}`), r.error);
+    assert.ok(r.error.includes("!link <system> <mailbox> [--password SECRET] [--auth-user NAME]"), r.error);
+    assert.equal(r.error, "Not enough non-option arguments: got 0, need at least 1. Usage: !link <system> <mailbox> [--password SECRET] [--auth-user NAME]");
+    assert.ok(!r.error.includes("\n"));
+  });
+
+  it("!link with one argument too many names it", () => {
+    const r = error("!link a b c");
+    assert.equal(r.name, "link");
+    assert.equal(r.error, `Unknown argument: c. Usage: ${usageOf("link")}`);
+  });
+
+  it("!link with an unknown option names it", () => {
+    assert.equal(error("!link a b --pin 1234").error, `Unknown argument: pin. Usage: ${usageOf("link")}`);
+  });
+
+  it("!mwi with a value outside the choices lists them", () => {
+    const r = error("!mwi maybe");
+    assert.equal(r.name, "mwi");
+    assert.equal(r.error, `Invalid values: Argument: state, Given: "maybe", Choices: "on", "off". Usage: ${usageOf("mwi")}`);
+  });
+
+  it("!mwi on|off with or without system and mailbox", () => {
+    assert.deepEqual(ok("!mwi off carrier 1001"), { name: "mwi", args: { state: "off", first: "carrier", second: "1001" } });
+    assert.deepEqual(ok("!mwi on carrier"), { name: "mwi", args: { state: "on", first: "carrier" } });
+    assert.deepEqual(ok("!mwi on"), { name: "mwi", args: { state: "on" } });
+    assert.match(error("!mwi").error, /^Not enough non-option arguments: got 0, need at least 1\. Usage: !mwi on\|off/);
+  });
+
+  it("!set timezone", () => {
+    assert.deepEqual(ok("!set timezone Europe/Berlin"), { name: "set", args: { setting: "timezone", value: "Europe/Berlin" } });
+    assert.equal(error("!set timezone").error, `Not enough non-option arguments: got 1, need at least 2. Usage: ${usageOf("set")}`);
+    assert.match(error("!set colour blue").error, /^Invalid values: Argument: setting, Given: "colour", Choices: "timezone"\. Usage: /);
+  });
+
+  it("!admin link with a user ID", () => {
+    assert.deepEqual(ok("!admin link @u:x carrier 1001"), {
+      name: "admin",
+      args: { action: "link", user: "@u:x", first: "carrier", second: "1001" },
+    });
+    assert.match(error("!admin frob @u:x a b").error, /^Invalid values: Argument: action, Given: "frob", Choices: "link", "unlink"\./);
+  });
+
+  it("!unlink", () => {
+    assert.deepEqual(ok("!unlink carrier 1001"), { name: "unlink", args: { first: "carrier", second: "1001" } });
+  });
+
+  it("an unknown command points to !help", () => {
+    assert.deepEqual(parse("!foo"), { ok: false, error: "Unknown command !foo. Say !help for the list." });
+    assert.deepEqual(parse("!foo bar baz"), { ok: false, error: "Unknown command !foo. Say !help for the list." });
+  });
+
+  it("text that is not a command", () => {
+    for (const text of ["hello", "", "   ", "!", "  !  ", "! help", "hello !help", "?help"]) {
+      assert.deepEqual(parse(text), { ok: false, notACommand: true }, JSON.stringify(text));
+    }
+  });
+
+  it("numbers stay strings, leading zeros kept", () => {
+    assert.deepEqual(ok("!link carrier 0123").args, { first: "carrier", second: "0123" });
+    assert.deepEqual(ok("!link 0042").args, { first: "0042" });
+    assert.equal(ok("!link carrier 1001 --password 000123").args.password, "000123");
+    assert.equal(ok("!link carrier 1001 --password -5").args.password, "-5");
+    assert.equal(ok("!set timezone 1e3").args.value, "1e3");
+  });
+
+  it("the command name is case-insensitive; the arguments keep their case", () => {
+    assert.deepEqual(ok("!HELP"), { name: "help", args: {} });
+    assert.deepEqual(ok("!Link Carrier ABC"), { name: "link", args: { first: "Carrier", second: "ABC" } });
+    assert.deepEqual(parse("!FOO"), { ok: false, error: "Unknown command !foo. Say !help for the list." });
+  });
+
+  it("surrounding white space is ignored", () => {
+    assert.deepEqual(ok("   !list  "), { name: "list", args: {} });
+    assert.deepEqual(ok("!link carrier   1001\n"), { name: "link", args: { first: "carrier", second: "1001" } });
+  });
+
+  it(
+    "a tab or a newline after the command name separates it like a space",
+    () => {
+      assert.deepEqual(ok("!link\tcarrier 1001"), { name: "link", args: { first: "carrier", second: "1001" } });
+      assert.deepEqual(ok("!link\ncarrier 1001"), { name: "link", args: { first: "carrier", second: "1001" } });
+    },
+  );
+
+  it("no state leaks from one message to the next", () => {
+    assert.equal(ok("!link a --password x").args.password, "x");
+    const second = ok("!link b");
+    assert.deepEqual(second.args, { first: "b" });
+    assert.ok(!("password" in second.args));
+
+    assert.equal(error("!link").name, "link");
+    assert.deepEqual(ok("!link c d").args, { first: "c", second: "d" });
+
+    assert.equal(error("!mwi maybe").name, "mwi");
+    assert.deepEqual(ok("!mwi on"), { name: "mwi", args: { state: "on" } });
+
+    assert.deepEqual(ok("!admin unlink @a:b s m").args, { action: "unlink", user: "@a:b", first: "s", second: "m" });
+    assert.deepEqual(ok("!unlink s m").args, { first: "s", second: "m" });
+    assert.deepEqual(ok("!help"), { name: "help", args: {} });
+  });
+
+  it("property: each parse matches a fresh parse of the same message, whatever came before", () => {
+    const messages = [
+      "!help",
+      "!list",
+      "!link a --password x",
+      "!link b",
+      "!link",
+      "!link a b c",
+      "!mwi maybe",
+      "!mwi off s 1",
+      "!set timezone UTC",
+      "!admin link @u:x s 1",
+      "!foo",
+      "hi",
+      "!link a b --auth-user u",
+    ];
+    const fresh = new Map(messages.map((m) => [m, JSON.stringify(parse(m))]));
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...messages), { minLength: 1, maxLength: 15 }), (sequence) => {
+        for (const m of sequence) assert.equal(JSON.stringify(parse(m)), fresh.get(m), m);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("property: never throws, and only yields the three shapes", () => {
+    const word = fc.oneof(
+      fc.constantFrom("!link", "!mwi", "!admin", "!set", "!help", "--password", "--password=", "--auth-user", "on", "off", '"', "'", "--", "-", "\\"),
+      fc.string({ maxLength: 8 }),
+    );
+    fc.assert(
+      fc.property(fc.array(word, { maxLength: 8 }), (words) => {
+        const r = parse(words.join(" "));
+        if (r.ok) {
+          assert.ok(COMMANDS.some((c) => c.name === r.name));
+          assert.ok(!("_" in r.args) && !("$0" in r.args));
+        } else if ("notACommand" in r) {
+          assert.equal(r.notACommand, true);
+        } else {
+          assert.equal(typeof r.error, "string");
+          assert.ok(r.error.length > 0);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("carriesSecret", () => {
+  it("true for any --password option", () => {
+    for (const text of [
+      "!link carrier 1001 --password x",
+      "!link carrier 1001 --password=x",
+      '!link carrier 1001 --password "a b"',
+      "!link carrier 1001 --password",
+      "!link carrier 1001 --password\tx",
+      "--password x",
+      "!link carrier 1001 --auth-user bob --password=x",
+    ]) {
+      assert.equal(carriesSecret(text), true, text);
+    }
+  });
+
+  it("false without a --password option", () => {
+    for (const text of [
+      "!link carrier 1001",
+      "!link carrier 1001 --auth-user bob",
+      "!link carrier 1001 --passwordless",
+      "!link carrier 1001 --passwords x",
+      "!link carrier 1001 password x",
+      "!link carrier 1001 -password x",
+      "!link carrier 1001 x--password y",
+      "!help",
+    ]) {
+      assert.equal(carriesSecret(text), false, text);
+    }
+  });
+
+  it("true whenever the parser saw a non-empty password string", () => {
+    const word = fc.oneof(
+      fc.constantFrom("!link", "a", "1001", "--password", "--password=", "--auth-user", "x", '"a b"', "--", "-p"),
+      fc.string({ maxLength: 6 }),
+    );
+    fc.assert(
+      fc.property(fc.array(word, { maxLength: 6 }), (words) => {
+        const text = ["!link", ...words].join(" ");
+        const r = parse(text);
+        if (r.ok && typeof r.args.password === "string" && r.args.password !== "") {
+          assert.equal(carriesSecret(text), true, text);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it(
+    "true for the dotted form yargs also takes as --password",
+    () => {
+      const text = "!link carrier 1001 --password.x=hunter2";
+      const r = parse(text);
+      assert.ok(r.ok && "password" in r.args, "yargs takes it as the password option");
+      assert.equal(carriesSecret(text), true);
+    },
+  );
+});
