@@ -5,9 +5,10 @@
 import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
 import type { RenderedText } from "../core/format.js";
-import { applyUpdate, type MailboxChange, type MwiUpdate } from "../core/mwi.js";
+import { applyUpdate, type MwiUpdate } from "../core/mwi.js";
 import type { MailboxCredentials, VoicemailGateway } from "../gateway/gateway.js";
-import type { MwiPublisher } from "../matrix/mwiPublisher.js";
+import type { DeliveryService } from "../delivery/deliveryService.js";
+import type { TargetKey } from "../delivery/targets.js";
 import type { SecretBox } from "../store/secretBox.js";
 import type { MailboxLink, VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
@@ -22,9 +23,7 @@ export class MailboxService {
     private readonly config: BridgeConfig,
     private readonly store: VoicemailStore,
     private readonly gateways: Map<string, VoicemailGateway>,
-    private readonly publisher: MwiPublisher,
-    /** Shared with the command handler: one thing at a time per user. */
-    private readonly userQueue: KeyedQueue,
+    private readonly delivery: DeliveryService,
     private readonly secrets: SecretBox,
     private readonly log: Logger,
     private readonly metrics?: VoicemailMetrics,
@@ -34,42 +33,33 @@ export class MailboxService {
     return this.gateways.get(systemId);
   }
 
-  /** Stores an update from a voice mail system; delivery to the linked users follows. */
+  /**
+   * Stores an update from a voice mail system. The outbox entries are written before the new
+   * state: a crash in between makes the repeated update a change again, never a lost one.
+   */
   acceptUpdate(update: MwiUpdate): Promise<void> {
     return this.mailboxQueue.run(JSON.stringify([update.systemId, update.mailbox]), async () => {
       const previous = await this.store.getMailboxState(update.systemId, update.mailbox);
       const change = applyUpdate(previous, update);
       this.metrics?.mwiUpdates.inc({ system: update.systemId, changed: String(Boolean(change)) });
       if (!change) return;
+      const links = await this.store.linksForMailbox(update.systemId, update.mailbox);
+      const targets: TargetKey[] = [];
+      for (const link of links.filter((l) => l.mwiEnabled)) targets.push(...(await this.delivery.enqueueChange(link.userId, change)));
       await this.store.saveMailboxState(change.current);
       const c = change.current;
-      this.log.info(`mwi ${c.systemId}/${c.mailbox}: ${c.new} new, ${c.old} old (${change.kind})`);
-      const links = await this.store.linksForMailbox(update.systemId, update.mailbox);
-      for (const link of links.filter((l) => l.mwiEnabled)) this.deliver(link.userId, change, update.receivedAt);
+      this.log.info(`mwi ${c.systemId}/${c.mailbox}: ${c.new} new, ${c.old} old (${change.kind}) for ${links.length} user(s)`);
+      for (const key of new Set(targets)) this.delivery.kick(key);
     });
   }
 
-  private deliver(userId: string, change: MailboxChange, acceptedAt: number): void {
-    const { systemId, mailbox } = change.current;
-    void this.userQueue
-      .run(userId, () => this.publisher.publish(userId, change))
-      .then(() => this.metrics?.deliverySeconds.observe({ system: systemId }, (Date.now() - acceptedAt) / 1000))
-      .catch((err: Error) => this.log.error(`delivery of ${systemId}/${mailbox} to ${userId} failed: ${err.message}`));
-  }
-
-  /**
-   * Shows the mailbox's current state to the user (after a link or `!mwi on`), after an
-   * optional notice. Queued behind the command that asked for it, never awaited inside it:
-   * the command holds the same user's queue.
-   */
-  private resync(userId: string, systemId: string, mailbox: string, notice?: RenderedText): void {
-    void this.userQueue
-      .run(userId, async () => {
-        if (notice) await this.publisher.notice(userId, systemId, notice);
-        const current = await this.store.getMailboxState(systemId, mailbox);
-        if (current) await this.publisher.publish(userId, { kind: "counts", current });
-      })
-      .catch((err: Error) => this.log.error(`resync of ${systemId}/${mailbox} for ${userId} failed: ${err.message}`));
+  /** Shows the mailbox's current state to the user (after a link or `!mwi on`), after an optional notice. */
+  private async resync(userId: string, systemId: string, mailbox: string, notice?: RenderedText): Promise<void> {
+    const keys: TargetKey[] = [];
+    if (notice) keys.push(await this.delivery.enqueueNotice(userId, systemId, notice));
+    const current = await this.store.getMailboxState(systemId, mailbox);
+    if (current) keys.push(...(await this.delivery.enqueueChange(userId, { kind: "counts", current })));
+    for (const key of new Set(keys)) this.delivery.kick(key);
   }
 
   /**
@@ -96,7 +86,7 @@ export class MailboxService {
     await this.store.updateProfile(userId, {});
     await this.watch(systemId, mailbox);
     this.log.info(`${linkedBy} linked ${systemId}/${mailbox} to ${userId}`);
-    this.resync(userId, systemId, mailbox, options.welcome);
+    await this.resync(userId, systemId, mailbox, options.welcome);
     return "linked";
   }
 
@@ -129,7 +119,7 @@ export class MailboxService {
         else if (!othersWant) await gateway.unwatch(link.mailbox);
       }
       this.log.info(`${userId} switched MWI ${enabled ? "on" : "off"} for ${link.systemId}/${link.mailbox}`);
-      if (enabled) this.resync(userId, link.systemId, link.mailbox);
+      if (enabled) await this.resync(userId, link.systemId, link.mailbox);
     }
     return changed;
   }

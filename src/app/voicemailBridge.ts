@@ -14,13 +14,16 @@ import { WebhookRouter } from "../gateway/webhook/webhookHttp.js";
 import { BotDirectory } from "../matrix/bots.js";
 import { DmRooms } from "../matrix/dmRooms.js";
 import { EventHandler } from "../matrix/eventHandler.js";
-import { MwiPublisher } from "../matrix/mwiPublisher.js";
+import { DeliveryService } from "../delivery/deliveryService.js";
+import { PresenceTracker } from "../delivery/presence.js";
 import { openStore } from "../store/nedbStore.js";
 import { SecretBox } from "../store/secretBox.js";
 import type { VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
 import { createMetrics, type VoicemailMetrics } from "../util/metrics.js";
 import { MailboxService } from "./mailboxService.js";
+import { TargetService } from "./targetService.js";
+import { UserViews } from "./userViews.js";
 
 const HANDLED_EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
@@ -61,6 +64,7 @@ function createGateway(system: SystemConfig, host: GatewayHost): VoicemailGatewa
 
 export class VoicemailBridge {
   private store?: VoicemailStore;
+  private delivery?: DeliveryService;
   private bridge?: Bridge;
   private gateways = new Map<string, VoicemailGateway>();
   private extraServers: Server[] = [];
@@ -96,6 +100,10 @@ export class VoicemailBridge {
           const event = request.getData() as WeakEvent;
           void handler?.onEvent(event).finally(() => request.resolve(undefined));
         },
+        onEphemeralEvent: (request) => {
+          const event = request.getData() as { type?: string; sender?: string; content?: { presence?: string } };
+          if (event.type === "m.presence" && event.sender && event.content?.presence) handler?.onPresence(event.sender, event.content.presence);
+        },
       },
     }));
 
@@ -105,10 +113,13 @@ export class VoicemailBridge {
     const userQueue = new KeyedQueue();
     const bots = new BotDirectory(config, bridge);
     const dms = new DmRooms(store, bots, new Logger("DmRooms"));
-    const publisher = new MwiPublisher(config, store, bots, dms, new Logger("MwiPublisher"), metrics);
+    const views = new UserViews(config, store);
+    const presence = new PresenceTracker(() => bots.intent(bots.main));
+    const delivery = (this.delivery = new DeliveryService(config, store, bots, dms, views, presence, new Logger("Delivery"), metrics));
     const secrets = SecretBox.fromConfig(config.encryption);
-    const mailboxes = new MailboxService(config, store, this.gateways, publisher, userQueue, secrets, new Logger("Mailboxes"), metrics);
-    handler = new EventHandler(config, store, bots, dms, mailboxes, publisher, userQueue, new Logger("Events"), metrics);
+    const mailboxes = new MailboxService(config, store, this.gateways, delivery, secrets, new Logger("Mailboxes"), metrics);
+    const targets = new TargetService(store, bots, delivery, new Logger("Targets"));
+    handler = new EventHandler({ config, store, bots, dms, mailboxes, views, targets, delivery, presence, userQueue, log: new Logger("Events"), ...(metrics ? { metrics } : {}) });
 
     // Webhooks on the appservice listener, or on a listener per configured port.
     const routers = new Map<string, WebhookRouter>();
@@ -143,6 +154,7 @@ export class VoicemailBridge {
     this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
 
     await bots.syncProfiles(this.log);
+    await delivery.start();
     for (const gateway of this.gateways.values()) {
       await gateway.start();
       const watched = await mailboxes.watchAll(gateway.systemId);
@@ -156,6 +168,7 @@ export class VoicemailBridge {
 
   async stop(): Promise<void> {
     clearInterval(this.pruneTimer);
+    await this.delivery?.stop();
     for (const gateway of this.gateways.values()) await gateway.stop().catch(() => undefined);
     for (const server of this.extraServers) await new Promise((r) => server.close(r));
     await this.bridge?.close().catch(() => undefined);

@@ -7,7 +7,9 @@ import type { MailboxService } from "../app/mailboxService.js";
 import { countsText, escapeHtml, renderMailboxList, type RenderedText } from "../core/format.js";
 import { atLeast } from "../core/permissions.js";
 import type { Bot } from "../matrix/bots.js";
-import type { MwiPublisher } from "../matrix/mwiPublisher.js";
+import type { TargetService } from "../app/targetService.js";
+import { TargetError, USER_ID } from "../app/targetService.js";
+import type { UserViews } from "../app/userViews.js";
 import type { VoicemailStore } from "../store/store.js";
 import type { CommandDefinition } from "./parser.js";
 
@@ -17,7 +19,8 @@ export interface CommandContext {
   /** The bot the sender is talking to: a system bot implies its system. */
   bot: Bot;
   mailboxes: MailboxService;
-  publisher: MwiPublisher;
+  views: UserViews;
+  targets: TargetService;
   store: VoicemailStore;
   systems: Map<string, { id: string; name: string }>;
 }
@@ -35,7 +38,6 @@ export function text(plain: string): RenderedText {
 }
 
 const MAILBOX = /^[\p{L}\p{N}@._+:*#-]{1,128}$/u;
-const USER_ID = /^@[^:\s]+:[^\s]+$/;
 
 function systemName(ctx: CommandContext, systemId: string): string {
   return ctx.systems.get(systemId)?.name ?? systemId;
@@ -92,11 +94,11 @@ const list: Command = {
   summary: "your linked mailboxes with their current counts",
   level: "user",
   async run(ctx) {
-    const views = await ctx.publisher.mailboxViews(ctx.sender);
+    const views = await ctx.views.mailboxViews(ctx.sender);
     const links = await ctx.store.listLinks(ctx.sender);
     const off = new Set(links.filter((l) => !l.mwiEnabled).map((l) => `${l.systemId}/${l.mailbox}`));
     const labelled = views.map((v) => (off.has(`${v.systemId}/${v.mailbox}`) ? { ...v, mailbox: `${v.mailbox} (MWI off)` } : v));
-    return renderMailboxList(labelled, await ctx.publisher.timeZone(ctx.sender));
+    return renderMailboxList(labelled, await ctx.views.timeZone(ctx.sender));
   },
 };
 
@@ -171,23 +173,71 @@ const mwi: Command = {
   },
 };
 
+const SETTINGS = {
+  timezone: "<IANA zone>: the time zone of time stamps, e.g. Europe/Berlin",
+  delivery: "always|when-online: when-online holds notifications while you are not online",
+  notify: "per-system|summary|both: messages in each system's chat, in one summary chat with the main bot, or both",
+} as const;
+
 const set: Command = {
   name: "set",
   syntax: "set <setting> <value>",
-  usage: "!set timezone <IANA zone>",
-  summary: "your settings: the time zone of time stamps (e.g. Europe/Berlin)",
+  usage: "!set timezone|delivery|notify <value>",
+  summary: `your settings: ${Object.entries(SETTINGS).map(([k, v]) => `${k} ${v}`).join("; ")}`,
   level: "user",
-  configure: (y) => y.positional("setting", { choices: ["timezone"] }).positional("value", str),
+  configure: (y) => y.positional("setting", { choices: Object.keys(SETTINGS) }).positional("value", str),
   async run(ctx, args) {
-    const zone = String(args.value);
-    try {
-      new Intl.DateTimeFormat("en", { timeZone: zone });
-    } catch {
-      throw new CommandError(`"${zone}" is not a time zone. Use an IANA name such as Europe/Berlin or America/New_York.`);
+    const value = String(args.value);
+    switch (args.setting) {
+      case "delivery": {
+        if (value !== "always" && value !== "when-online") throw new CommandError(`Say !set delivery always or !set delivery when-online.`);
+        await ctx.store.updateProfile(ctx.sender, { delivery: value });
+        return text(value === "always" ? "Notifications are delivered at once." : "Notifications wait until you are online.");
+      }
+      case "notify": {
+        if (value !== "per-system" && value !== "summary" && value !== "both") {
+          throw new CommandError(`Say !set notify per-system, !set notify summary or !set notify both.`);
+        }
+        await ctx.store.updateProfile(ctx.sender, { notify: value });
+        return text(`Messages now go to ${value === "per-system" ? "each system's chat" : value === "summary" ? "the summary chat with the main bot" : "each system's chat and the summary chat"}.`);
+      }
+      default: {
+        try {
+          new Intl.DateTimeFormat("en", { timeZone: value });
+        } catch {
+          throw new CommandError(`"${value}" is not a time zone. Use an IANA name such as Europe/Berlin or America/New_York.`);
+        }
+        const canonical = new Intl.DateTimeFormat("en", { timeZone: value }).resolvedOptions().timeZone;
+        await ctx.store.updateProfile(ctx.sender, { timezone: canonical });
+        return text(`Time stamps are now shown in ${canonical}.`);
+      }
     }
-    const canonical = new Intl.DateTimeFormat("en", { timeZone: zone }).resolvedOptions().timeZone;
-    await ctx.store.updateProfile(ctx.sender, { timezone: canonical });
-    return text(`Time stamps are now shown in ${canonical}.`);
+  },
+};
+
+const target: Command = {
+  name: "target",
+  syntax: "target <action> [address]",
+  usage: "!target add|remove <@user:server | !room:server | #alias:server>, !target list",
+  summary: "more Matrix accounts or rooms that are told about your voicemail",
+  level: "user",
+  configure: (y) => y.positional("action", { choices: ["add", "remove", "list"] }).positional("address", str),
+  async run(ctx, args) {
+    if (args.action === "list") {
+      const targets = await ctx.targets.list(ctx.sender);
+      if (!targets.length) return text("You have no extra targets. Add one with !target add @user:server or !target add #room:server.");
+      const state = { invited: "invite not accepted yet", active: "active", refused: "declined" } as const;
+      return text(["Your extra targets:", ...targets.map((t) => `- ${t.address} (${t.kind}, ${state[t.status]})`)].join("\n"));
+    }
+    const address = typeof args.address === "string" ? args.address : "";
+    if (!address) throw new CommandError(`Say which account or room: ${this.usage}`);
+    try {
+      if (args.action === "add") return text(await ctx.targets.add(ctx.sender, address));
+    } catch (err) {
+      if (err instanceof TargetError) throw new CommandError(err.message);
+      throw err;
+    }
+    return text((await ctx.targets.remove(ctx.sender, address)) ? `Removed ${address}.` : `${address} is not one of your targets.`);
   },
 };
 
@@ -214,4 +264,4 @@ const admin: Command = {
   },
 };
 
-export const COMMANDS: Command[] = [help, list, link, unlink, mwi, set, admin];
+export const COMMANDS: Command[] = [help, list, link, unlink, mwi, set, target, admin];

@@ -150,6 +150,7 @@ export const configSchema = {
       },
     },
     defaultTimezone: { type: "string", minLength: 1, default: "UTC" },
+    footer: { type: "string", maxLength: 500 },
     logging: {
       type: "object",
       additionalProperties: false,

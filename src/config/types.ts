@@ -103,6 +103,8 @@ export interface BridgeConfig {
   systems: SystemConfig[];
   /** Time zone for users who set none (IANA name). */
   defaultTimezone: string;
+  /** Appended to every notification of every system, after the system's own footer. */
+  footer?: string;
   logging: LoggingConfig;
   metrics: MetricsConfig;
   /** How mailbox credentials are sealed in the store. */

@@ -58,6 +58,25 @@ export interface NotificationInput {
   timeZone: string;
   /** The user's other mailboxes, shown side by side under the news. */
   others: MailboxView[];
+  /** Set when the change waited (the user was away): when the first of it happened. */
+  since?: number;
+}
+
+/** "09:12" today, "24 Nov, 09:12" on another day: when a delayed change began. */
+export function formatSince(since: number, now: number, timeZone: string): string {
+  const day = (ms: number) => new Intl.DateTimeFormat("en-GB", { timeZone, dateStyle: "short" }).format(new Date(ms));
+  const time = new Intl.DateTimeFormat("en-GB", { timeZone, hour: "2-digit", minute: "2-digit" }).format(new Date(since));
+  if (day(since) === day(now)) return time;
+  return `${new Intl.DateTimeFormat("en-GB", { timeZone, day: "numeric", month: "short" }).format(new Date(since))}, ${time}`;
+}
+
+/** How many voicemails arrived in a change (0 when none did). */
+export function arrivedCount(change: MailboxChange): number {
+  return change.kind === "new-message" ? Math.max(1, change.current.new - (change.previous?.new ?? 0)) : 0;
+}
+
+function voicemails(n: number): string {
+  return n === 1 ? "1 new voicemail" : `${n} new voicemails`;
 }
 
 export interface Notification extends RenderedText {
@@ -69,7 +88,9 @@ export function renderNotification(input: NotificationInput): Notification {
   const { current, kind } = input.change;
   const headline =
     kind === "new-message"
-      ? `New voicemail in ${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`
+      ? input.since !== undefined
+        ? `${voicemails(arrivedCount(input.change))} since ${formatSince(input.since, current.updated, input.timeZone)} in ${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`
+        : `New voicemail in ${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`
       : `${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`;
   const messageTime = kind === "new-message" && current.lastMessage?.time ? Date.parse(current.lastMessage.time) : NaN;
   const stamp = formatTimestamp(Number.isNaN(messageTime) ? current.updated : messageTime, input.timeZone);
@@ -92,6 +113,58 @@ export function renderNotification(input: NotificationInput): Notification {
     msgtype: kind === "new-message" ? "m.text" : "m.notice",
     body: plainLines.join("\n"),
     html: htmlParts.join(""),
+  };
+}
+
+export interface AggregateInput {
+  /** What changed, one entry per mailbox. */
+  changes: { systemName: string; change: MailboxChange }[];
+  /** Every mailbox of the user, with the changes applied. */
+  all: MailboxView[];
+  timeZone: string;
+  footers: string[];
+  since?: number;
+}
+
+/** The mailboxes with new messages: "Office 2, Mobile 1". */
+function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[] } {
+  const withNew = all.filter((v) => (v.state?.new ?? 0) > 0);
+  // The system's name alone reads best; the mailbox is added where a system has several.
+  const label = (v: MailboxView) =>
+    all.filter((o) => o.systemId === v.systemId).length > 1 ? `${v.systemName} ${v.mailbox}` : v.systemName;
+  return {
+    total: withNew.reduce((sum, v) => sum + v.state!.new, 0),
+    mailboxes: withNew.map((v) => `${label(v)} ${v.state!.new}`),
+  };
+}
+
+/**
+ * One message for several mailboxes (the main bot's DM, extra targets): the total first
+ * ("3 new voicemails in 2 mailboxes: Office 2, Mobile 1"), then what changed in each.
+ */
+export function renderAggregate(input: AggregateInput): Notification {
+  const { total, mailboxes } = newPerMailbox(input.all);
+  const anyArrived = input.changes.some((c) => c.change.kind === "new-message");
+  const latest = Math.max(...input.changes.map((c) => c.change.current.updated));
+  const headline =
+    total === 0
+      ? "No new voicemail"
+      : `${voicemails(total)} in ${mailboxes.length === 1 ? "1 mailbox" : `${mailboxes.length} mailboxes`}: ${mailboxes.join(", ")}`;
+  const sinceText = input.since !== undefined ? ` (changes since ${formatSince(input.since, latest, input.timeZone)})` : "";
+  const lines = input.changes.map(({ systemName, change }) => {
+    const caller = change.kind === "new-message" ? callerText(change.current.lastMessage) : undefined;
+    const arrived = arrivedCount(change);
+    return `${systemName} ${change.current.mailbox}: ${arrived ? `${voicemails(arrived)}; ` : ""}${countsText(change.current)}${caller ? ` · ${caller}` : ""}`;
+  });
+  const stamp = `${formatTimestamp(latest, input.timeZone)}${sinceText}`;
+  return {
+    msgtype: anyArrived ? "m.text" : "m.notice",
+    body: [headline, ...lines, stamp, ...input.footers].join("\n"),
+    html:
+      `<p><strong>${escapeHtml(headline)}</strong></p>` +
+      `<ul>${lines.map((l) => `<li>${escapeHtml(l)}</li>`).join("")}</ul>` +
+      `<p>${escapeHtml(stamp)}</p>` +
+      input.footers.map((f) => `<p><em>${escapeHtml(f)}</em></p>`).join(""),
   };
 }
 

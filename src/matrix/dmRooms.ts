@@ -25,7 +25,8 @@ export class DmRooms {
   ensure(userId: string, bot: Bot): Promise<DmRoom> {
     return this.creating.run(`${userId}\n${bot.userId}`, async () => {
       const existing = await this.store.getDmRoom(userId, bot.userId);
-      if (existing && (await this.stillThere(existing, bot))) return existing;
+      const checked = existing && (await this.check(existing, bot));
+      if (checked) return checked;
       const { room_id: roomId } = await this.bots.intent(bot).createRoom({
         createAsClient: true,
         options: {
@@ -49,7 +50,7 @@ export class DmRooms {
    * have reached us yet (it is queued while the bridge restarts), and posting into a room the
    * user left reaches nobody.
    */
-  private async stillThere(room: DmRoom, bot: Bot): Promise<boolean> {
+  private async check(room: DmRoom, bot: Bot): Promise<DmRoom | undefined> {
     const membership = await this.bots
       .intent(bot)
       .matrixClient.getRoomStateEventContent(room.roomId, "m.room.member", room.userId)
@@ -62,10 +63,14 @@ export class DmRooms {
       });
     if (membership === "leave" || membership === "ban") {
       await this.forget(room);
-      return false;
+      return undefined;
     }
-    if (membership === "join" && !room.userJoined) await this.store.saveDmRoom({ ...room, userJoined: true });
-    return true;
+    if (membership === "join" && !room.userJoined) {
+      const joined = { ...room, userJoined: true };
+      await this.store.saveDmRoom(joined);
+      return joined;
+    }
+    return room;
   }
 
   /** A user invited a bot into a 1:1 room: that room becomes their DM with it. */

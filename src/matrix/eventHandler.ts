@@ -14,24 +14,41 @@ import type { KeyedQueue } from "../util/keyedQueue.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
 import type { Bot, BotDirectory } from "./bots.js";
 import type { DmRooms } from "./dmRooms.js";
-import { noticeContent, type MwiPublisher } from "./mwiPublisher.js";
+import { noticeContent } from "./content.js";
+import type { DeliveryService } from "../delivery/deliveryService.js";
+import type { PresenceTracker } from "../delivery/presence.js";
+import type { TargetService } from "../app/targetService.js";
+import type { UserViews } from "../app/userViews.js";
 import type { RenderedText } from "../core/format.js";
+
+export interface EventHandlerDeps {
+  config: BridgeConfig;
+  store: VoicemailStore;
+  bots: BotDirectory;
+  dms: DmRooms;
+  mailboxes: MailboxService;
+  views: UserViews;
+  targets: TargetService;
+  delivery: DeliveryService;
+  presence: PresenceTracker;
+  /** One command at a time per user. */
+  userQueue: KeyedQueue;
+  log: Logger;
+  metrics?: VoicemailMetrics;
+}
 
 export class EventHandler {
   private readonly systems: CommandContext["systems"];
+  private readonly config: BridgeConfig;
+  private readonly store: VoicemailStore;
+  private readonly bots: BotDirectory;
+  private readonly dms: DmRooms;
+  private readonly log: Logger;
+  private readonly metrics: VoicemailMetrics | undefined;
 
-  constructor(
-    private readonly config: BridgeConfig,
-    private readonly store: VoicemailStore,
-    private readonly bots: BotDirectory,
-    private readonly dms: DmRooms,
-    private readonly mailboxes: MailboxService,
-    private readonly publisher: MwiPublisher,
-    private readonly userQueue: KeyedQueue,
-    private readonly log: Logger,
-    private readonly metrics?: VoicemailMetrics,
-  ) {
-    this.systems = new Map(config.systems.map((s) => [s.id, { id: s.id, name: s.name }]));
+  constructor(private readonly deps: EventHandlerDeps) {
+    ({ config: this.config, store: this.store, bots: this.bots, dms: this.dms, log: this.log, metrics: this.metrics } = deps);
+    this.systems = new Map(deps.config.systems.map((s) => [s.id, { id: s.id, name: s.name }]));
   }
 
   async onEvent(event: WeakEvent): Promise<void> {
@@ -43,9 +60,17 @@ export class EventHandler {
     }
   }
 
+  /** Presence from the homeserver: someone with `when-online` delivery came online. */
+  onPresence(userId: string, presence: string): void {
+    if (this.deps.presence.update(userId, presence) && presence === "online") {
+      void this.deps.delivery.kickPerson(userId).catch((err: Error) => this.log.warn(`presence of ${userId}: ${err.message}`));
+    }
+  }
+
   private async onMembership(event: WeakEvent): Promise<void> {
     const target = event.state_key!;
-    const membership = (event.content as { membership?: string }).membership;
+    const membership = (event.content as { membership?: string }).membership ?? "";
+    if (await this.deps.targets.onMembership(event.room_id, target, membership)) return;
     const bot = this.bots.byUser(target);
     if (bot) {
       if (membership === "invite") await this.onBotInvited(event, bot);
@@ -54,8 +79,11 @@ export class EventHandler {
     const dm = await this.store.getDmRoomById(event.room_id);
     if (!dm) return;
     if (target === dm.userId) {
-      if (membership === "join") await this.dms.markJoined(dm);
-      else if (membership === "leave" || membership === "ban") await this.dms.forget(dm);
+      if (membership === "join") {
+        await this.dms.markJoined(dm);
+        // What waited for the user to accept the invite goes out now.
+        await this.deps.delivery.kickPerson(dm.userId);
+      } else if (membership === "leave" || membership === "ban") await this.dms.forget(dm);
     } else if (membership === "join" || membership === "invite") {
       // Voicemail details are private: a DM that gains a third person is a DM no more.
       const intent = this.bots.intent(this.bots.byUser(dm.botUserId)!);
@@ -78,7 +106,16 @@ export class EventHandler {
     const members = await intent.matrixClient.getRoomMembers(event.room_id, undefined, ["join", "invite"]);
     const others = new Set(members.map((m) => m.membershipFor).filter((u) => u !== bot.userId));
     if (others.size !== 1 || !others.has(inviter)) {
-      await intent.sendMessage(event.room_id, noticeContent(text("I only work in direct chats with one person. Invite me to a new direct chat instead.")));
+      if (bot === this.bots.main) {
+        // A room for notifications (a target): it is added from the user's DM, by someone allowed to.
+        await intent.sendMessage(
+          event.room_id,
+          noticeContent(text(`Hello! To have voicemail notifications posted here, say "!target add ${event.room_id}" in your direct chat with me (you need the power to change this room). I take no commands here.`)),
+        );
+        this.log.info(`${bot.userId} joined ${event.room_id} on the invite of ${inviter}: a possible target room`);
+        return;
+      }
+      await intent.sendMessage(event.room_id, noticeContent(text(`I only work in direct chats with one person. To have notifications posted in a room, invite ${this.bots.main.userId} instead.`)));
       await intent.leave(event.room_id);
       this.log.info(`${bot.userId} left ${event.room_id}: not a direct chat`);
       return;
@@ -89,6 +126,7 @@ export class EventHandler {
       ? `Hello! I bring you the message waiting indication of ${bot.system.name}. Say !help for commands.`
       : "Hello! I am the voicemail bridge. Say !help for commands.";
     await intent.sendMessage(event.room_id, noticeContent(text(intro)));
+    await this.deps.delivery.kickPerson(inviter);
   }
 
   private async onMessage(event: WeakEvent): Promise<void> {
@@ -116,7 +154,7 @@ export class EventHandler {
         });
     }
 
-    await this.userQueue.run(event.sender, async () => {
+    await this.deps.userQueue.run(event.sender, async () => {
       if (!(await this.store.markEventHandled(event.event_id, Date.now()))) return;
       if (redactionFailed) await reply(text("I could not remove your message with the password: please delete it yourself."));
       const level = permissionLevel(this.config.permissions, event.sender);
@@ -143,8 +181,9 @@ export class EventHandler {
         sender: event.sender,
         level,
         bot,
-        mailboxes: this.mailboxes,
-        publisher: this.publisher,
+        mailboxes: this.deps.mailboxes,
+        views: this.deps.views,
+        targets: this.deps.targets,
         store: this.store,
         systems: this.systems,
       };

@@ -3,7 +3,15 @@ import { mkdirSync, chmodSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Datastore from "nedb-promises";
 import type { MailboxState } from "../core/mwi.js";
-import { SCHEMA_VERSION, type DmRoom, type MailboxLink, type Profile, type VoicemailStore } from "./store.js";
+import {
+  SCHEMA_VERSION,
+  type DmRoom,
+  type ExtraTarget,
+  type MailboxLink,
+  type OutboxEntry,
+  type Profile,
+  type VoicemailStore,
+} from "./store.js";
 
 type Collection = ReturnType<typeof Datastore.create>;
 
@@ -33,6 +41,8 @@ export class NedbStore implements VoicemailStore {
     private readonly rooms: Collection,
     private readonly mailboxes: Collection,
     private readonly events: Collection,
+    private readonly outbox: Collection,
+    private readonly targets: Collection,
   ) {}
 
   static async open(directory: string): Promise<NedbStore> {
@@ -52,6 +62,8 @@ export class NedbStore implements VoicemailStore {
       await open("dm_rooms"),
       await open("mailbox_state"),
       await open("handled_events"),
+      await open("outbox"),
+      await open("targets"),
     );
     await store.migrate();
     await store.indexes();
@@ -84,6 +96,15 @@ export class NedbStore implements VoicemailStore {
     await this.rooms.ensureIndex({ fieldName: "roomId", unique: true });
     await this.mailboxes.ensureIndex({ fieldName: "key", unique: true });
     await this.events.ensureIndex({ fieldName: "eventId", unique: true });
+    await this.outbox.ensureIndex({ fieldName: "id", unique: true });
+    await this.outbox.ensureIndex({ fieldName: "targetKey" });
+    await this.targets.ensureIndex({ fieldName: "id", unique: true });
+    await this.targets.ensureIndex({ fieldName: "ownerId" });
+    await this.targets.ensureIndex({ fieldName: "roomId" });
+  }
+
+  private collections(): Collection[] {
+    return [this.meta, this.profiles, this.links, this.rooms, this.mailboxes, this.events, this.outbox, this.targets];
   }
 
   /** NeDB (re)creates its files with the process umask; the data is nobody else's business. */
@@ -92,7 +113,7 @@ export class NedbStore implements VoicemailStore {
   }
 
   private async compactAll(): Promise<void> {
-    for (const db of [this.meta, this.profiles, this.links, this.rooms, this.mailboxes, this.events]) await compact(db);
+    for (const db of this.collections()) await compact(db);
     this.makeFilesPrivate();
   }
 
@@ -208,6 +229,53 @@ export class NedbStore implements VoicemailStore {
   async saveMailboxState(state: MailboxState): Promise<void> {
     const key = NedbStore.mailboxKey(state.systemId, state.mailbox);
     await this.mailboxes.update({ key }, { ...state, key }, { upsert: true });
+  }
+
+  async addOutboxEntries(entries: OutboxEntry[]): Promise<void> {
+    if (entries.length) await this.outbox.insert(entries);
+  }
+
+  async outboxEntries(targetKey?: string): Promise<OutboxEntry[]> {
+    const docs = await this.outbox.find<OutboxEntry>(targetKey ? { targetKey } : {}).sort({ seq: 1 });
+    return docs.map((d) => strip<OutboxEntry>(d)!);
+  }
+
+  async removeOutboxEntries(ids: string[]): Promise<void> {
+    if (ids.length) await this.outbox.remove({ id: { $in: ids } }, { multi: true });
+  }
+
+  async maxOutboxSeq(): Promise<number> {
+    const [last] = await this.outbox.find<OutboxEntry>({}).sort({ seq: -1 }).limit(1);
+    return last?.seq ?? 0;
+  }
+
+  async addTarget(target: ExtraTarget): Promise<boolean> {
+    const existing = await this.targets.findOne({ ownerId: target.ownerId, address: target.address });
+    if (existing) return false;
+    await this.targets.insert(target);
+    return true;
+  }
+
+  async listTargets(ownerId: string): Promise<ExtraTarget[]> {
+    const docs = await this.targets.find<ExtraTarget>({ ownerId }).sort({ createdAt: 1 });
+    return docs.map((d) => strip<ExtraTarget>(d)!);
+  }
+
+  async getTarget(id: string): Promise<ExtraTarget | undefined> {
+    return strip<ExtraTarget>(await this.targets.findOne({ id }));
+  }
+
+  async targetsByRoom(roomId: string): Promise<ExtraTarget[]> {
+    const docs = await this.targets.find<ExtraTarget>({ roomId });
+    return docs.map((d) => strip<ExtraTarget>(d)!);
+  }
+
+  async updateTarget(target: ExtraTarget): Promise<void> {
+    await this.targets.update({ id: target.id }, target, {});
+  }
+
+  async removeTarget(id: string): Promise<boolean> {
+    return (await this.targets.remove({ id }, {})) > 0;
   }
 
   async markEventHandled(eventId: string, at: number): Promise<boolean> {

@@ -1,13 +1,56 @@
 /** What the bridge keeps: one interface, so that other engines can sit behind it. */
-import type { MailboxState } from "../core/mwi.js";
+import type { RenderedText } from "../core/format.js";
+import type { ChangeKind, MailboxState } from "../core/mwi.js";
 
 /** Bumped whenever stored documents change shape; a newer store is never opened by older code. */
 export const SCHEMA_VERSION = 1;
+
+/** `always`: deliver whenever the user has joined the room; `when-online`: also wait for presence. */
+export type DeliveryMode = "always" | "when-online";
+/** Where messages go: each system's DM, the main bot's DM (one aggregate), or both. */
+export type NotifyMode = "per-system" | "summary" | "both";
 
 export interface Profile {
   userId: string;
   /** IANA time zone for time stamps; the config's default when unset. */
   timezone?: string;
+  delivery?: DeliveryMode;
+  notify?: NotifyMode;
+  createdAt: number;
+}
+
+/** Another Matrix account or room that is told about a user's voicemail too (F4). */
+export interface ExtraTarget {
+  id: string;
+  ownerId: string;
+  kind: "account" | "room";
+  /** The account's user ID, or the room's ID. */
+  address: string;
+  /** The room the bot posts into: the room itself, or the DM it opened with the account. */
+  roomId?: string;
+  /** invited: waiting for the account to accept; refused: it declined, nothing is sent. */
+  status: "invited" | "active" | "refused";
+  createdAt: number;
+  lastName?: string;
+  lastSummary?: string;
+}
+
+/**
+ * One MWI change (or notice) waiting for one delivery target. Written before anything is sent;
+ * removed only once the homeserver accepted the events. Entries of one target are delivered in
+ * `seq` order; those waiting together are coalesced into one message.
+ */
+export interface OutboxEntry {
+  id: string;
+  seq: number;
+  /** Whose voicemail it is. */
+  ownerId: string;
+  /** Which room: see delivery/targets.ts. */
+  targetKey: string;
+  /** False: keep the room's state events up to date, but post no message. */
+  withMessage: boolean;
+  change?: { kind: ChangeKind; previous?: MailboxState; current: MailboxState };
+  notice?: RenderedText & { systemId?: string };
   createdAt: number;
 }
 
@@ -61,6 +104,20 @@ export interface VoicemailStore {
 
   getMailboxState(systemId: string, mailbox: string): Promise<MailboxState | undefined>;
   saveMailboxState(state: MailboxState): Promise<void>;
+
+  addOutboxEntries(entries: OutboxEntry[]): Promise<void>;
+  /** Waiting entries, oldest first; of one target when given. */
+  outboxEntries(targetKey?: string): Promise<OutboxEntry[]>;
+  removeOutboxEntries(ids: string[]): Promise<void>;
+  /** The highest seq waiting, so that numbering continues after a restart. */
+  maxOutboxSeq(): Promise<number>;
+
+  addTarget(target: ExtraTarget): Promise<boolean>;
+  listTargets(ownerId: string): Promise<ExtraTarget[]>;
+  getTarget(id: string): Promise<ExtraTarget | undefined>;
+  targetsByRoom(roomId: string): Promise<ExtraTarget[]>;
+  updateTarget(target: ExtraTarget): Promise<void>;
+  removeTarget(id: string): Promise<boolean>;
 
   /** Records a handled Matrix event; false when it was already handled. */
   markEventHandled(eventId: string, at: number): Promise<boolean>;

@@ -9,6 +9,17 @@ PACKAGES="matrix-synapse asterisk asterisk-core-sounds-en"
 STAMP="$ROOT/.testbed-ready"
 STAMP_CONTENT="v1 $PACKAGES"
 
+# SIPp (Debian package sip-tester) runs on the host, not in the tree: it scripts SIP peers for the
+# tests. Quick when already there; a failure to install it only warns (tests needing it say so).
+if ! command -v sipp >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "testbed: installing sip-tester (SIPp) on the host"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sip-tester >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sip-tester >/dev/null 2>&1 ||
+      echo "testbed: warning: could not install sip-tester (SIPp) on the host" >&2
+  fi
+fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_CONTENT" ]; then
   echo "testbed: cached tree at $ROOT"
   exit 0

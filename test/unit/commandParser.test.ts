@@ -25,7 +25,7 @@ describe("the command table", () => {
   it("has the documented commands, each with a !usage line", () => {
     assert.deepEqual(
       COMMANDS.map((c) => c.name),
-      ["help", "list", "link", "unlink", "mwi", "set", "admin"],
+      ["help", "list", "link", "unlink", "mwi", "set", "target", "admin"],
     );
     for (const c of COMMANDS) {
       assert.ok(c.usage.startsWith(`!${c.name}`), c.usage);
@@ -101,7 +101,7 @@ describe("parseCommand", () => {
   it("!set timezone", () => {
     assert.deepEqual(ok("!set timezone Europe/Berlin"), { name: "set", args: { setting: "timezone", value: "Europe/Berlin" } });
     assert.equal(error("!set timezone").error, `Not enough non-option arguments: got 1, need at least 2. Usage: ${usageOf("set")}`);
-    assert.match(error("!set colour blue").error, /^Invalid values: Argument: setting, Given: "colour", Choices: "timezone"\. Usage: /);
+    assert.match(error("!set colour blue").error, /^Invalid values: Argument: setting, Given: "colour", Choices: "timezone", "delivery", "notify"\. Usage: /);
   });
 
   it("!admin link with a user ID", () => {

@@ -8,7 +8,7 @@ import { NedbStore, openStore } from "../../src/store/nedbStore.js";
 import { SCHEMA_VERSION, type DmRoom, type MailboxLink } from "../../src/store/store.js";
 import type { MailboxState } from "../../src/core/mwi.js";
 
-const FILES = ["dm_rooms.db", "handled_events.db", "links.db", "mailbox_state.db", "meta.db", "profiles.db"];
+const FILES = ["dm_rooms.db", "handled_events.db", "links.db", "mailbox_state.db", "meta.db", "outbox.db", "profiles.db", "targets.db"];
 
 let root: string;
 before(() => {

@@ -112,7 +112,14 @@ const decoder = new TextDecoder("utf-8");
 export function parseMessage(data: Buffer | string, maxBytes = MAX_MESSAGE_BYTES): MessageParseResult {
   try {
     const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    if (buf.length > maxBytes) return { ok: false, reason: `message too large (${buf.length} > ${maxBytes} bytes)` };
+    if (buf.length > maxBytes) {
+      // Keep the head when it is within the limit, so a 513 can still be sent.
+      const reason = `message too large (${buf.length} > ${maxBytes} bytes)`;
+      const split = findHeaderEnd(buf, 0);
+      const head = split && split.headEnd <= maxBytes ? parseHead(decoder.decode(buf.subarray(0, split.headEnd))) : undefined;
+      const partial = head?.ok ? head.message : head?.partial;
+      return partial ? { ok: false, reason, partial } : { ok: false, reason };
+    }
     const split = findHeaderEnd(buf, 0);
     // A datagram without the blank line is tolerated when it has no body (some send none).
     const headEnd = split ? split.headEnd : buf.length;
