@@ -24,6 +24,8 @@ import { extraTarget, mainTarget, parseTarget, systemTarget, type TargetKey } fr
 
 /** At most about one message a second per room: a flapping mailbox is told, not shouted. */
 const MIN_MESSAGE_INTERVAL_MS = 1000;
+/** How often a target held for presence is looked at again, in case no presence event comes. */
+const PRESENCE_RECHECK_MS = 15_000;
 /** A change that waited longer than this is told with "since <time>". */
 const DELAYED_AFTER_MS = 30_000;
 
@@ -37,10 +39,12 @@ type Resolved =
       systemId?: string;
       /** Rename the room with the count (never a group room of the user's). */
       rename?: string;
+      /** In someone else's room the bot may lack the power for state events: then messages only. */
+      stateOptional?: boolean;
       dm?: DmRoom;
       extra?: ExtraTarget;
     }
-  | { ok: false; action: "wait" | "drop"; reason: string };
+  | { ok: false; action: "wait" | "drop"; reason: string; recheckMs?: number };
 
 export class DeliveryService {
   private seq = 0;
@@ -49,6 +53,7 @@ export class DeliveryService {
   private readonly attempts = new Map<TargetKey, number>();
   private readonly lastMessageAt = new Map<string, number>();
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+  private readonly rechecks = new Map<TargetKey, NodeJS.Timeout>();
   private stopped = false;
 
   constructor(
@@ -72,6 +77,7 @@ export class DeliveryService {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const timer of this.rechecks.values()) clearTimeout(timer);
     for (const sleeper of this.sleepers) {
       clearTimeout(sleeper.timer);
       sleeper.wake();
@@ -145,6 +151,16 @@ export class DeliveryService {
     while (this.workers.size) await Promise.all(this.workers.values());
   }
 
+  private recheckLater(key: TargetKey, ms: number): void {
+    if (this.rechecks.has(key)) return;
+    const timer = setTimeout(() => {
+      this.rechecks.delete(key);
+      this.kick(key);
+    }, ms);
+    timer.unref();
+    this.rechecks.set(key, timer);
+  }
+
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const sleeper = {
@@ -177,6 +193,7 @@ export class DeliveryService {
         this.log.info(`dropped ${entries.length} notification(s) for ${key}: ${room.reason}`);
       } else {
         this.log.debug(`holding ${entries.length} notification(s) for ${key}: ${room.reason}`);
+        if (room.recheckMs) this.recheckLater(key, room.recheckMs);
       }
       return false;
     }
@@ -232,7 +249,8 @@ export class DeliveryService {
     if (!dm.userJoined) return { ok: false, action: "wait", reason: "the invite is not accepted yet" };
     const profile = await this.store.getProfile(target.userId);
     if (profile?.delivery === "when-online" && !(await this.presence.isOnline(target.userId))) {
-      return { ok: false, action: "wait", reason: "the user is not online" };
+      // Presence reaches the bridge only for users it shares rooms with: look again now and then.
+      return { ok: false, action: "wait", reason: "the user is not online", recheckMs: PRESENCE_RECHECK_MS };
     }
     const intent = this.bots.intent(bot);
     return {
@@ -256,7 +274,7 @@ export class DeliveryService {
       writer: new RoomWriter(this.bots.intent(bot), extra.roomId),
       bot,
       extra,
-      ...(extra.kind === "account" ? { rename: `Voicemail of ${extra.ownerId}` } : {}),
+      ...(extra.kind === "account" ? { rename: `Voicemail of ${extra.ownerId}` } : { stateOptional: true }),
     };
   }
 
@@ -280,13 +298,17 @@ export class DeliveryService {
       this.lastMessageAt.set(room.writer.roomId, Date.now());
       this.metrics?.matrixEvents.inc({ kind: "message" });
     }
-    for (const c of changes) {
-      if (room.systemId && c.current.systemId !== room.systemId) continue;
-      const content = mailboxStateContent(ownerId, this.views.systemName(c.current.systemId), c.current);
-      await room.writer.state(MWI_EVENT_TYPE, mailboxStateKey(c.current.systemId, c.current.mailbox), content);
-      this.metrics?.matrixEvents.inc({ kind: "mailbox_state" });
-    }
-    await this.refreshRoom(room, ownerId, views);
+    const states = async () => {
+      for (const c of changes) {
+        if (room.systemId && c.current.systemId !== room.systemId) continue;
+        const content = mailboxStateContent(ownerId, this.views.systemName(c.current.systemId), c.current);
+        await room.writer.state(MWI_EVENT_TYPE, mailboxStateKey(c.current.systemId, c.current.mailbox), content);
+        this.metrics?.matrixEvents.inc({ kind: "mailbox_state" });
+      }
+      await this.refreshRoom(room, ownerId, views);
+    };
+    if (!room.stateOptional) await states();
+    else await states().catch((err: Error) => this.log.debug(`no state events in ${room.writer.roomId}: ${err.message}`));
     if (room.systemId && changes.length) await this.refreshOtherSystemRooms(ownerId, room.systemId, views);
   }
 

@@ -105,7 +105,10 @@ export class EventHandler {
     await intent.join(event.room_id);
     const members = await intent.matrixClient.getRoomMembers(event.room_id, undefined, ["join", "invite"]);
     const others = new Set(members.map((m) => m.membershipFor).filter((u) => u !== bot.userId));
-    if (others.size !== 1 || !others.has(inviter)) {
+    const oneToOne = others.size === 1 && others.has(inviter);
+    // The main bot also serves rooms as notification targets: only a direct invite makes a DM.
+    const direct = bot === this.bots.main ? oneToOne && (event.content as { is_direct?: boolean }).is_direct === true : oneToOne;
+    if (!direct) {
       if (bot === this.bots.main) {
         // A room for notifications (a target): it is added from the user's DM, by someone allowed to.
         await intent.sendMessage(

@@ -63,6 +63,9 @@ export interface RunningSynapse {
   stop(): Promise<void>;
   /** Stops then starts again with the same data, port and (re-copied) registration files. */
   restart(): Promise<void>;
+  /** Stops the homeserver but keeps everything for resume(): an outage. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -488,6 +491,19 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
     await launch();
   };
 
+  /** Takes the homeserver away, keeping its data, until resume(): an outage. */
+  const pause = async (): Promise<void> => {
+    if (stopped) throw new Error("testbed: pause() after stop()");
+    await stopProcess();
+  };
+
+  const resume = async (): Promise<void> => {
+    if (stopped) throw new Error("testbed: resume() after stop()");
+    if (child) return;
+    await assertPortFree(port);
+    await launch();
+  };
+
   const registerUser = async (localpart: string, password: string, admin = false): Promise<RegisteredUser> => {
     const endpoint = `${url}/_synapse/admin/v1/register`;
     const nonceRes = await fetch(endpoint);
@@ -518,7 +534,7 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
     throw e;
   }
 
-  return { url, serverName, sharedSecret, dataDir, logFile, registerUser, stop, restart };
+  return { url, serverName, sharedSecret, dataDir, logFile, registerUser, stop, restart, pause, resume };
 }
 
 /** Removes leftover default data directories (from crashed runs) older than maxAgeMs. */

@@ -168,11 +168,15 @@ export function buildAuthorization(input: CredentialInput): string {
  */
 export class DigestClient {
   private readonly cache = new Map<string, { challenge: DigestChallenge; nc: number }>();
+  // ES private: util.inspect and JSON.stringify of a subscription never show it.
+  readonly #password: string;
 
   constructor(
     private readonly username: string,
-    private readonly password: string,
-  ) {}
+    password: string,
+  ) {
+    this.#password = password;
+  }
 
   /** Takes a 401/407 challenge into use (replacing the one for its realm). */
   accept(challenge: DigestChallenge): void {
@@ -196,7 +200,7 @@ export class DigestClient {
       const value = buildAuthorization({
         challenge: entry.challenge,
         username: this.username,
-        password: this.password,
+        password: this.#password,
         method,
         uri,
         nc: entry.nc,

@@ -135,20 +135,30 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   private finalNotifyWaiter: (() => void) | undefined;
   private lastGranted = 0;
 
+  /** The options without the password (that lives only in the digest client). */
+  private readonly options: Readonly<Omit<SubscriptionOptions, "password">>;
+
   constructor(
     private readonly host: SubscriptionHost,
-    readonly options: SubscriptionOptions,
+    options: SubscriptionOptions,
   ) {
     super();
+    const { password, ...rest } = options;
+    this.options = rest;
     const uri = parseSipUri(options.uri);
     this.fromUri = options.fromUri ?? options.uri;
     this.contactUser = parseSipUri(this.fromUri)?.user ?? uri?.user ?? "mwi";
-    this.auth = new DigestClient(options.username ?? uri?.user ?? "", options.password);
+    this.auth = new DigestClient(options.username ?? uri?.user ?? "", password);
     this.requestedExpires = options.expires ?? 3600;
   }
 
   get state(): SubscriptionState {
     return this.currentState;
+  }
+
+  /** The mailbox URI this subscription is for. */
+  get uri(): string {
+    return this.options.uri;
   }
 
   /** The expiry the notifier granted last, in seconds (0 before the first success). */
@@ -252,6 +262,13 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     confirmDialog(d, res, parseNameAddr(res.headers.get("to") ?? "")?.tag);
     const granted = parseSeconds(res.headers.get("expires")) ?? this.requestedExpires;
     if (!this.stopped) {
+      if (granted === 0) {
+        // Accepted for no time at all (a one-shot fetch): a new subscription, but paced by the
+        // backoff so a notifier that always does this is not hammered.
+        clearTimeout(this.refreshTimer);
+        this.refreshTimer = setTimeout(() => this.scheduleRecovery(this.backoffDelay(), "notifier granted Expires: 0"), 0);
+        return granted;
+      }
       this.scheduleRefresh(granted);
       if (this.stableTimer === undefined) {
         this.stableTimer = setTimeout(() => {
