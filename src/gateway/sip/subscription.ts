@@ -134,6 +134,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   private stableTimer: NodeJS.Timeout | undefined;
   private finalNotifyWaiter: (() => void) | undefined;
   private lastGranted = 0;
+  private endReason: string | undefined;
 
   /** The options without the password (that lives only in the digest client). */
   private readonly options: Readonly<Omit<SubscriptionOptions, "password">>;
@@ -185,8 +186,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
         this.currentState = "terminated";
         this.stopped = true;
         this.host.release(this);
-      }
-      else this.scheduleRecovery(this.backoffDelay(result.retryAfter), `initial SUBSCRIBE failed: ${result.reason}`);
+      } else this.scheduleRecovery(this.backoffDelay(result.retryAfter), `initial SUBSCRIBE failed: ${result.reason}`);
     }
     return result;
   }
@@ -254,6 +254,10 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     this.currentState = state;
     this.host.logger.info(`sip: subscribed to ${this.options.uri} for ${granted}s (${state})`);
     this.afterTransaction(d);
+    // A NOTIFY that raced ahead of the 200 may already have ended it for good.
+    if ((this.currentState as SubscriptionState) === "terminated") {
+      return { ok: false, kind: "rejected", reason: this.endReason ?? "terminated" };
+    }
     return { ok: true, expires: granted, state };
   }
 
@@ -428,8 +432,9 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     }
     if (!this.stopped && (ss.state === "active" || ss.state === "pending")) {
       this.currentState = ss.state;
-      // The notifier's view of the remaining time is authoritative.
-      if (ss.expires !== undefined && !this.inflight) this.scheduleRefresh(ss.expires);
+      // The notifier's view of the remaining time is authoritative (0 while active is nonsense,
+      // and obeying it would loop refresh -> NOTIFY -> refresh).
+      if (ss.expires !== undefined && ss.expires > 0 && !this.inflight) this.scheduleRefresh(ss.expires);
     }
     return 200;
   }
@@ -499,6 +504,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     this.clearTimers();
     this.currentState = "terminated";
     this.stopped = true;
+    this.endReason = reason;
     this.host.release(this);
     this.host.logger.warn(`sip: subscription to ${this.options.uri} ended: ${reason}`);
     if (retryAfter === undefined) this.safeEmit("terminated", reason);
