@@ -2,9 +2,13 @@
  * `npm run bench`: every benchmark, one figure a line. Figures, not pass/fail: compare runs on
  * the same machine.
  */
+import { benchEndToEnd } from "./e2e.js";
 import { benchParser, type BenchResult } from "./parser.js";
 
-const benches: [string, () => Promise<BenchResult[]>][] = [["RFC 3842 parser", benchParser]];
+const benches: [string, () => Promise<BenchResult[]>][] = [
+  ["RFC 3842 parser", benchParser],
+  ["end-to-end", benchEndToEnd],
+];
 
 for (const [title, bench] of benches) {
   for (const result of await bench()) {
