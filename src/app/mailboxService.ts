@@ -94,9 +94,11 @@ export class MailboxService {
     const removed = await this.store.removeLink(userId, systemId, mailbox);
     if (!removed) return false;
     this.log.info(`${by} unlinked ${systemId}/${mailbox} from ${userId}`);
-    if ((await this.store.linksForMailbox(systemId, mailbox)).length === 0) {
-      await this.gateways.get(systemId)?.unwatch(mailbox);
-    }
+    const gateway = this.gateways.get(systemId);
+    await gateway?.unwatch(mailbox);
+    // Others still linked keep the mailbox watched, now with their own credentials: the
+    // watch may have used the ones just forgotten.
+    if ((await this.store.linksForMailbox(systemId, mailbox)).some((l) => l.mwiEnabled)) await this.watch(systemId, mailbox);
     return true;
   }
 

@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { coalesce } from "../../src/core/coalesce.js";
+import { formatSince, renderAggregate, renderNotification, type MailboxView } from "../../src/core/format.js";
+import type { MailboxChange, MailboxState } from "../../src/core/mwi.js";
+import { classifyFailure, transactionId } from "../../src/delivery/roomWriter.js";
+import { extraTarget, mainTarget, parseTarget, systemTarget } from "../../src/delivery/targets.js";
+
+const T0 = Date.UTC(2026, 10, 25, 9, 12);
+const state = (mailbox: string, n: number, old = 0, systemId = "carrier", updated = T0): MailboxState => ({
+  systemId,
+  mailbox,
+  waiting: n > 0,
+  new: n,
+  old,
+  urgentNew: 0,
+  urgentOld: 0,
+  updated,
+});
+const change = (kind: MailboxChange["kind"], current: MailboxState, previous?: MailboxState): MailboxChange => ({
+  kind,
+  current,
+  ...(previous ? { previous } : {}),
+});
+
+describe("coalesce", () => {
+  it("keeps one change per mailbox, from the first previous state to the last current one", () => {
+    const merged = coalesce([
+      { change: change("new-message", state("1001", 1), state("1001", 0)), createdAt: 1 },
+      { change: change("new-message", state("2002", 1, 0, "office"), state("2002", 0, 0, "office")), createdAt: 2 },
+      { change: change("new-message", state("1001", 3), state("1001", 1)), createdAt: 3 },
+    ]);
+    assert.equal(merged.length, 2);
+    assert.equal(merged[0]!.current.new, 3);
+    assert.equal(merged[0]!.previous?.new, 0);
+    assert.equal(merged[0]!.firstAt, 1);
+    assert.equal(merged[0]!.merged, 2);
+    assert.equal(merged[0]!.kind, "new-message");
+    assert.equal(merged[1]!.current.mailbox, "2002");
+  });
+
+  it("a voicemail that arrived and was listened to while away is no news", () => {
+    const [merged] = coalesce([
+      { change: change("new-message", state("1001", 1, 4), state("1001", 0, 4)), createdAt: 1 },
+      { change: change("counts", state("1001", 0, 5), state("1001", 1, 4)), createdAt: 2 },
+    ]);
+    assert.equal(merged!.kind, "counts");
+    assert.equal(merged!.current.old, 5);
+  });
+
+  it("nothing in, nothing out", () => {
+    assert.deepEqual(coalesce([]), []);
+  });
+});
+
+describe("delayed and aggregate messages", () => {
+  it("says how many arrived since when", () => {
+    const n = renderNotification({
+      change: change("new-message", state("1001", 3, 5, "carrier", T0 + 3600_000), state("1001", 0, 5)),
+      systemName: "Carrier",
+      timeZone: "UTC",
+      others: [],
+      since: T0,
+    });
+    assert.equal(n.msgtype, "m.text");
+    assert.match(n.body, /^3 new voicemails since 09:12 in Carrier mailbox 1001: 3 new, 5 old/);
+  });
+
+  it("formatSince names the day when it is not today", () => {
+    assert.equal(formatSince(T0, T0 + 60_000, "UTC"), "09:12");
+    assert.equal(formatSince(T0, T0 + 2 * 86400_000, "UTC"), "25 Nov, 09:12");
+    assert.equal(formatSince(T0, T0 + 60_000, "Asia/Tokyo"), "18:12");
+  });
+
+  it("totals all mailboxes: 3 new voicemails in 2 mailboxes: Office 2, Mobile 1", () => {
+    const office = state("1001", 2, 0, "office");
+    const mobile = state("555", 1, 3, "mobile");
+    const all: MailboxView[] = [
+      { systemId: "office", systemName: "Office", mailbox: "1001", state: office },
+      { systemId: "mobile", systemName: "Mobile", mailbox: "555", state: mobile },
+    ];
+    const n = renderAggregate({
+      changes: [{ systemName: "Mobile", change: change("new-message", mobile, state("555", 0, 3, "mobile")) }],
+      all,
+      timeZone: "UTC",
+      footers: ["Dial *86", "Global <b>"],
+    });
+    assert.equal(n.msgtype, "m.text");
+    const lines = n.body.split("\n");
+    assert.equal(lines[0], "3 new voicemails in 2 mailboxes: Office 2, Mobile 1");
+    assert.equal(lines[1], "Mobile 555: 1 new voicemail; 1 new, 3 old");
+    assert.deepEqual(lines.slice(-2), ["Dial *86", "Global <b>"]);
+    assert.match(n.html, /Global &#60;b&#62;/);
+  });
+
+  it("names the mailbox where a system has several, and says when nothing is new", () => {
+    const a = state("1001", 0, 1);
+    const all: MailboxView[] = [
+      { systemId: "carrier", systemName: "Carrier", mailbox: "1001", state: a },
+      { systemId: "carrier", systemName: "Carrier", mailbox: "1002", state: state("1002", 2) },
+    ];
+    const n = renderAggregate({ changes: [{ systemName: "Carrier", change: change("counts", a, state("1001", 1)) }], all, timeZone: "UTC", footers: [] });
+    assert.equal(n.msgtype, "m.notice");
+    assert.match(n.body, /^2 new voicemails in 1 mailbox: Carrier 1002 2$/m);
+    const none = renderAggregate({ changes: [{ systemName: "Carrier", change: change("counts", a) }], all: [all[0]!], timeZone: "UTC", footers: [] });
+    assert.match(none.body, /^No new voicemail/);
+  });
+});
+
+describe("delivery plumbing", () => {
+  it("the same batch gets the same transaction ID, another batch another", () => {
+    assert.equal(transactionId("vm", ["a", "b"]), transactionId("vm", ["a", "b"]));
+    assert.notEqual(transactionId("vm", ["a", "b"]), transactionId("vm", ["a", "b", "c"]));
+    assert.match(transactionId("vm", ["a"]), /^vm\.[A-Za-z0-9_-]{32}$/);
+  });
+
+  it("classifies homeserver failures", () => {
+    assert.deepEqual(classifyFailure({ statusCode: 429, errcode: "M_LIMIT_EXCEEDED", retryAfterMs: 1234 }, 1).kind, "retry");
+    assert.equal((classifyFailure({ statusCode: 429, body: { retry_after_ms: 777 } }, 1) as { afterMs: number }).afterMs, 777);
+    assert.equal(classifyFailure({ statusCode: 403, errcode: "M_FORBIDDEN" }, 1).kind, "gone");
+    assert.equal(classifyFailure({ statusCode: 400, errcode: "M_BAD_JSON" }, 1).kind, "fatal");
+    assert.equal(classifyFailure({ statusCode: 502 }, 1).kind, "retry");
+    const down = classifyFailure(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }), 10);
+    assert.equal(down.kind, "retry");
+    assert.ok((down as { afterMs: number }).afterMs <= 37_500, "backoff is capped");
+  });
+
+  it("target keys round-trip", () => {
+    assert.deepEqual(parseTarget(systemTarget("@a:x", "carrier")), { kind: "sys", userId: "@a:x", systemId: "carrier" });
+    assert.deepEqual(parseTarget(mainTarget("@a:x")), { kind: "main", userId: "@a:x" });
+    assert.deepEqual(parseTarget(extraTarget("t1")), { kind: "extra", targetId: "t1" });
+    assert.equal(parseTarget("bogus|x"), undefined);
+  });
+});
