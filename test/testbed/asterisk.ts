@@ -18,13 +18,17 @@
 //   channel hangs up and app_voicemail keeps what it recorded (duration about seconds - 1: the
 //   beep takes the first second).
 // - AMI on 127.0.0.1:amiPort, one user with read/write `all`.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { createSocket } from "node:dgram";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
 import path from "node:path";
+import { CHROOT_ENV, chrootPathFor, ensureSystemMounts, forgetGroup, pruneStaleDirs, sleep, spawnInChroot, stopGroup, tail, unbind, type GroupProcess } from "./chroot.js";
+import { tcpListening, tcpPortFree, udpPortFree } from "./ports.js";
 import { ensureTestbed, testbedRoot } from "./synapse.js";
+
+// Part of this module's API since before ports.ts existed (the e2e tests import it from here).
+export { freeSipPort } from "./ports.js";
 
 export interface MailboxSpec {
   /** Mailbox number; also the pjsip endpoint and AOR name (mailbox `<mailbox>@default`). */
@@ -189,96 +193,9 @@ export const ASTERISK_MODULES = [
   "res_timing_timerfd.so", // a timing source for media generators
 ];
 
-// ---------------------------------------------------------------------------------------------
-// Process bookkeeping: no Asterisk outlives the node process.
-
-const liveGroups = new Set<number>();
-const liveBindMounts = new Set<string>();
-let exitHooksInstalled = false;
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
-
-function groupAlive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function installExitHooks(): void {
-  if (exitHooksInstalled) return;
-  exitHooksInstalled = true;
-  const cleanupNow = (): void => {
-    for (const pid of liveGroups) killGroup(pid, "SIGKILL");
-    liveGroups.clear();
-    for (const target of liveBindMounts) spawnSync("umount", ["-l", target], { stdio: "ignore" });
-    liveBindMounts.clear();
-  };
-  process.on("exit", cleanupNow);
-  // Asterisk runs in its own process group, so a Ctrl-C does not reach it: forward fatal
-  // signals, then let the default action happen unless someone else handles the signal.
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const handler = (): void => {
-      cleanupNow();
-      if (process.listenerCount(sig) === 1) {
-        process.removeListener(sig, handler);
-        process.kill(process.pid, sig);
-      }
-    };
-    process.on(sig, handler);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function tail(file: string, lines = 40): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-/** Mounts /proc and /dev into the tree once and leaves them mounted (same lock as synapse.ts). */
-function ensureSystemMounts(root: string): void {
-  const script = [
-    "set -e",
-    'R="$1"',
-    'mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"',
-    'mountpoint -q "$R/dev" || mount --bind /dev "$R/dev"',
-  ].join("\n");
-  const r = spawnSync("flock", [`${root}.mount.lock`, "sh", "-c", script, "sh", root], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`testbed: mounting /proc and /dev into ${root} failed: ${r.stderr || r.error}`);
-}
-
-/** Makes a host directory visible inside the tree; returns its path inside the chroot. */
-function chrootPathFor(root: string, hostDir: string): { inner: string; bindMounted: boolean } {
-  const rel = path.relative(root, hostDir);
-  if (rel && !rel.startsWith("..") && !path.isAbsolute(rel)) return { inner: "/" + rel, bindMounted: false };
-  const name = "ext-" + createHash("sha1").update(hostDir).digest("hex").slice(0, 16);
-  const inner = `/${INSTANCES_DIR}/${name}`;
-  const target = path.join(root, inner);
-  mkdirSync(target, { recursive: true });
-  const r = spawnSync("flock", [`${root}.mount.lock`, "sh", "-c", 'mountpoint -q "$2" || mount --bind "$1" "$2"', "sh", hostDir, target], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`testbed: bind-mounting ${hostDir} into the tree failed: ${r.stderr || r.error}`);
-  liveBindMounts.add(target);
-  installExitHooks();
-  return { inner, bindMounted: true };
-}
-
-function unbind(root: string, target: string): void {
-  spawnSync("flock", [`${root}.mount.lock`, "umount", target], { stdio: "ignore" });
-  liveBindMounts.delete(target);
+/** unbind() plus removal of the then empty mount point, so ext-* directories do not pile up. */
+function unbindAndRemove(root: string, target: string): void {
+  unbind(root, target);
   try {
     rmdirSync(target); // only succeeds once unmounted (and empty)
   } catch {
@@ -288,42 +205,6 @@ function unbind(root: string, target: string): void {
 
 // ---------------------------------------------------------------------------------------------
 // Ports
-
-function tcpPortFree(port: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-    srv.listen({ port, host: "127.0.0.1", exclusive: true }, () => srv.close(() => resolve(undefined)));
-  });
-}
-
-/** True when something accepts TCP connections on 127.0.0.1:port (a bind test alone misses SO_REUSEPORT listeners). */
-function tcpListening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host: "127.0.0.1", port });
-    sock.setTimeout(1000);
-    sock.once("connect", () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once("timeout", () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.once("error", () => resolve(false));
-  });
-}
-
-function udpPortFree(port: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const sock = createSocket("udp4");
-    sock.once("error", (err: NodeJS.ErrnoException) => {
-      sock.close();
-      resolve(err.code ?? err.message);
-    });
-    sock.bind(port, "127.0.0.1", () => sock.close(() => resolve(undefined)));
-  });
-}
 
 async function assertPortsFree(sipPort: number, amiPort: number): Promise<void> {
   const problems: string[] = [];
@@ -336,22 +217,6 @@ async function assertPortsFree(sipPort: number, amiPort: number): Promise<void> 
   if (problems.length) {
     throw new Error(`testbed: cannot start Asterisk on 127.0.0.1, port(s) in use (another Asterisk still running?): ${problems.join("; ")}`);
   }
-}
-
-/** A port on 127.0.0.1 free right now for both UDP and TCP (for the SIP transports). */
-export async function freeSipPort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const sock = createSocket("udp4");
-      sock.once("error", reject);
-      sock.bind(0, "127.0.0.1", () => {
-        const p = sock.address().port;
-        sock.close(() => resolve(p));
-      });
-    });
-    if (!(await tcpPortFree(port)) && !(await tcpListening(port))) return port;
-  }
-  throw new Error("testbed: no port free for both UDP and TCP on 127.0.0.1");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,16 +575,15 @@ export async function startAsterisk(opts: AsteriskOptions): Promise<RunningAster
     mkdirSync(base, { recursive: true });
     dataDir = mkdtempSync(path.join(base, "ast-"));
   }
-  const { inner, bindMounted } = chrootPathFor(root, dataDir);
+  const { inner, bindMounted } = chrootPathFor(root, dataDir, INSTANCES_DIR);
   const confInner = `${inner}/etc/asterisk.conf`;
   const logFile = path.join(dataDir, "log", "messages.log");
   const stdioFile = path.join(dataDir, "asterisk.stdio.log");
   const spoolDir = path.join(dataDir, "spool", "voicemail");
-  const chrootEnv = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8", HOME: "/root" };
 
   const cliRaw = (command: string, timeoutMs = 15_000): Promise<{ code: number | null; out: string }> =>
     new Promise((resolve) => {
-      const child = spawn("chroot", [root, "asterisk", "-C", confInner, "-rx", command], { cwd: "/", env: chrootEnv, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn("chroot", [root, "asterisk", "-C", confInner, "-rx", command], { cwd: "/", env: CHROOT_ENV, stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       child.stdout.on("data", (d: Buffer) => (out += d.toString()));
       child.stderr.on("data", (d: Buffer) => (out += d.toString()));
@@ -742,60 +606,27 @@ export async function startAsterisk(opts: AsteriskOptions): Promise<RunningAster
   };
   const ami = (action: AmiPacket, extra: [string, string][] = []): Promise<AmiPacket[]> => amiAction(o.amiPort, o.amiUser, o.amiSecret, action, extra);
 
-  let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
+  let child: GroupProcess | undefined;
 
   const stopProcess = async (): Promise<void> => {
-    const proc = child;
+    const g = child;
     child = undefined;
-    if (!proc || proc.pid === undefined) return;
-    const pid = proc.pid;
-    if (proc.exitCode === null && proc.signalCode === null) {
-      // On SIGTERM Asterisk shuts down within about a second; subscriptions stay persisted in astdb.
-      killGroup(pid, "SIGTERM");
-      const escalate = setTimeout(() => killGroup(pid, "SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(escalate);
-    }
-    for (let i = 0; groupAlive(pid) && i < 50; i++) {
-      killGroup(pid, "SIGKILL");
-      await sleep(100);
-    }
-    liveGroups.delete(pid);
+    // On SIGTERM Asterisk shuts down within about a second; subscriptions stay persisted in astdb.
+    if (g) await stopGroup(g);
   };
 
   const launch = async (): Promise<void> => {
     const started = Date.now();
     // A stale control socket or pid file from a killed run confuses `asterisk -r`.
     for (const f of ["asterisk.ctl", "asterisk.pid"]) rmSync(path.join(dataDir, "run", f), { force: true });
-    const fd = openSync(stdioFile, "a");
-    let proc: ChildProcess;
-    try {
-      proc = spawn("chroot", [root, "asterisk", "-C", confInner, "-f", "-n"], { cwd: "/", env: chrootEnv, detached: true, stdio: ["ignore", fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
-    child = proc;
-    let exitInfo: string | undefined;
-    exited = new Promise<void>((resolve) => {
-      proc.once("exit", (code, signal) => {
-        exitInfo = `exit code ${code}, signal ${signal}`;
-        resolve();
-      });
-      proc.once("error", (err) => {
-        exitInfo = String(err);
-        resolve();
-      });
-    });
-    if (proc.pid !== undefined) {
-      liveGroups.add(proc.pid);
-      installExitHooks();
-    }
+    const g = spawnInChroot(root, ["asterisk", "-C", confInner, "-f", "-n"], CHROOT_ENV, stdioFile);
+    child = g;
     const logs = (): string => `Log ${logFile}:\n${tail(logFile)}\n--- stdio ${stdioFile}:\n${tail(stdioFile, 20)}`;
     let last = "";
     for (;;) {
+      const exitInfo = g.exitInfo();
       if (exitInfo) {
-        if (proc.pid !== undefined) liveGroups.delete(proc.pid);
+        forgetGroup(g);
         throw new Error(`testbed: Asterisk exited during startup (${exitInfo}). ${logs()}`);
       }
       if (Date.now() - started > startTimeoutMs) {
@@ -836,7 +667,7 @@ export async function startAsterisk(opts: AsteriskOptions): Promise<RunningAster
     if (stopped) return;
     stopped = true;
     await stopProcess();
-    if (bindMounted) unbind(root, path.join(root, inner));
+    if (bindMounted) unbindAndRemove(root, path.join(root, inner));
     if (ownsDataDir && !opts.keepData) rmSync(dataDir, { recursive: true, force: true });
   };
 
@@ -931,7 +762,7 @@ export async function startAsterisk(opts: AsteriskOptions): Promise<RunningAster
     // Keep the instance directory for post-mortem; just undo the bind mount.
     stopped = true;
     await stopProcess();
-    if (bindMounted) unbind(root, path.join(root, inner));
+    if (bindMounted) unbindAndRemove(root, path.join(root, inner));
     throw e;
   }
 
@@ -958,20 +789,5 @@ export async function startAsterisk(opts: AsteriskOptions): Promise<RunningAster
 
 /** Removes leftover default instance directories (from crashed runs) whose Asterisk is gone and that are older than maxAgeMs. */
 export function pruneStaleAsteriskDirs(maxAgeMs = 24 * 3600_000): void {
-  const base = path.join(testbedRoot(), INSTANCES_DIR);
-  if (!existsSync(base)) return;
-  for (const name of readdirSync(base)) {
-    if (!name.startsWith("ast-")) continue;
-    const dir = path.join(base, name);
-    try {
-      const pidFile = path.join(dir, "run", "asterisk.pid");
-      if (existsSync(pidFile)) {
-        const pid = Number(readFileSync(pidFile, "utf8").trim());
-        if (pid > 0 && existsSync(`/proc/${pid}`)) continue;
-      }
-      if (Date.now() - statSync(dir).mtimeMs > maxAgeMs) rmSync(dir, { recursive: true, force: true });
-    } catch {
-      /* ignore */
-    }
-  }
+  pruneStaleDirs(path.join(testbedRoot(), INSTANCES_DIR), "ast-", path.join("run", "asterisk.pid"), maxAgeMs);
 }

@@ -4,13 +4,17 @@
 // unstable tree holding it; Synapse then runs inside that tree through chroot(8). Everything
 // Synapse sees (data directory, registration files) lives under ROOT/srv/voicemail-testbed/.
 // Synapse never talks to the outside world: no federation listener, no key servers, no stats.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash, createHmac } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, copyFileSync, readdirSync, statSync } from "node:fs";
-import { createServer } from "node:net";
+import { spawn, spawnSync } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import yaml from "js-yaml";
+import { CHROOT_ENV, chrootPathFor, ensureSystemMounts, forgetGroup, pruneStaleDirs, sleep, spawnInChroot, stopGroup, tail, unbind, type GroupProcess } from "./chroot.js";
+import { tcpBindError } from "./ports.js";
+
+// Part of this module's API since before ports.ts existed (the e2e tests import it from here).
+export { freePort } from "./ports.js";
 
 export const DEFAULT_TESTBED_ROOT = "/var/cache/matrix-appservice-voicemail/testbed-rootfs";
 
@@ -144,126 +148,16 @@ async function buildTestbed(root: string): Promise<TestbedStatus> {
   return { ok: true, root };
 }
 
-/** Mounts /proc and /dev into the tree once and leaves them mounted (idempotent, locked). */
-function ensureSystemMounts(root: string): void {
-  const script = [
-    "set -e",
-    'R="$1"',
-    'mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"',
-    'mountpoint -q "$R/dev" || mount --bind /dev "$R/dev"',
-  ].join("\n");
-  const r = spawnSync("flock", [`${root}.mount.lock`, "sh", "-c", script, "sh", root], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`testbed: mounting /proc and /dev into ${root} failed: ${r.stderr || r.error}`);
-}
-
 const TESTBED_SRV = "srv/voicemail-testbed";
 
-function unbind(root: string, target: string): void {
-  spawnSync("flock", [`${root}.mount.lock`, "umount", target], { stdio: "ignore" });
-  liveBindMounts.delete(target);
-}
-
-/** Makes a host directory visible inside the tree; returns its path inside the chroot. */
-function chrootPathFor(root: string, hostDir: string): { inner: string; bindMounted: boolean } {
-  const rel = path.relative(root, hostDir);
-  if (rel && !rel.startsWith("..") && !path.isAbsolute(rel)) return { inner: "/" + rel, bindMounted: false };
-  const name = "ext-" + createHash("sha1").update(hostDir).digest("hex").slice(0, 16);
-  const inner = `/${TESTBED_SRV}/${name}`;
-  const target = path.join(root, inner);
-  mkdirSync(target, { recursive: true });
-  const r = spawnSync("flock", [`${root}.mount.lock`, "sh", "-c", 'mountpoint -q "$2" || mount --bind "$1" "$2"', "sh", hostDir, target], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`testbed: bind-mounting ${hostDir} into the tree failed: ${r.stderr || r.error}`);
-  liveBindMounts.add(target);
-  installExitHooks();
-  return { inner, bindMounted: true };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Process bookkeeping: no Synapse outlives the node process.
-
-const liveGroups = new Set<number>();
-const liveBindMounts = new Set<string>();
-let exitHooksInstalled = false;
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
-
-function groupAlive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function installExitHooks(): void {
-  if (exitHooksInstalled) return;
-  exitHooksInstalled = true;
-  const cleanupNow = (): void => {
-    for (const pid of liveGroups) killGroup(pid, "SIGKILL");
-    liveGroups.clear();
-    for (const target of liveBindMounts) spawnSync("umount", ["-l", target], { stdio: "ignore" });
-    liveBindMounts.clear();
-  };
-  process.on("exit", cleanupNow);
-  // Synapse runs in its own process group, so a Ctrl-C does not reach it: forward fatal
-  // signals, then let the default action happen unless someone else handles the signal.
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const handler = (): void => {
-      cleanupNow();
-      if (process.listenerCount(sig) === 1) {
-        process.removeListener(sig, handler);
-        process.kill(process.pid, sig);
-      }
-    };
-    process.on(sig, handler);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 async function assertPortFree(port: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", (err: NodeJS.ErrnoException) =>
-      reject(
-        new Error(
-          err.code === "EADDRINUSE"
-            ? `testbed: port ${port} on 127.0.0.1 is already in use (another Synapse still running?)`
-            : `testbed: cannot bind port ${port}: ${err.message}`,
-        ),
-      ),
+  const err = await tcpBindError(port);
+  if (err) {
+    throw new Error(
+      err.code === "EADDRINUSE"
+        ? `testbed: port ${port} on 127.0.0.1 is already in use (another Synapse still running?)`
+        : `testbed: cannot bind port ${port}: ${err.message}`,
     );
-    srv.listen({ port, host: "127.0.0.1", exclusive: true }, () => srv.close(() => resolve()));
-  });
-}
-
-/** A TCP port on 127.0.0.1 that is free right now (for parallel test files). */
-export async function freePort(): Promise<number> {
-  return await new Promise<number>((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen({ port: 0, host: "127.0.0.1" }, () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function tail(file: string, lines = 40): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
   }
 }
 
@@ -357,16 +251,11 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
     mkdirSync(base, { recursive: true });
     dataDir = mkdtempSync(path.join(base, "synapse-"));
   }
-  const { inner, bindMounted } = chrootPathFor(root, dataDir);
+  const { inner, bindMounted } = chrootPathFor(root, dataDir, TESTBED_SRV);
   const logFile = path.join(dataDir, "homeserver.log");
   const stdioFile = path.join(dataDir, "homeserver.stdio.log");
   const mainConfig = path.join(dataDir, "homeserver.yaml");
-  const chrootEnv = {
-    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    LANG: "C.UTF-8",
-    HOME: "/root",
-    PYTHONDONTWRITEBYTECODE: "1",
-  };
+  const chrootEnv = { ...CHROOT_ENV, PYTHONDONTWRITEBYTECODE: "1" };
 
   let sharedSecret = "";
   const prepareConfig = (): void => {
@@ -387,8 +276,7 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
   };
   const url = `http://127.0.0.1:${port}`;
 
-  let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
+  let child: GroupProcess | undefined;
 
   const writeConfig = (): string => {
     const asDir = path.join(dataDir, "appservices");
@@ -407,36 +295,17 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
   const launch = async (): Promise<void> => {
     const overridePath = writeConfig();
     const started = Date.now();
-    const fd = openSync(stdioFile, "a");
-    let proc: ChildProcess;
-    try {
-      proc = spawn(
-        "chroot",
-        [root, "python3", "-m", "synapse.app.homeserver", "--config-path", `${inner}/homeserver.yaml`, "--config-path", overridePath],
-        { cwd: "/", env: chrootEnv, detached: true, stdio: ["ignore", fd, fd] },
-      );
-    } finally {
-      closeSync(fd);
-    }
-    child = proc;
-    let exitInfo: string | undefined;
-    exited = new Promise<void>((resolve) => {
-      proc.once("exit", (code, signal) => {
-        exitInfo = `exit code ${code}, signal ${signal}`;
-        resolve();
-      });
-      proc.once("error", (err) => {
-        exitInfo = String(err);
-        resolve();
-      });
-    });
-    if (proc.pid !== undefined) {
-      liveGroups.add(proc.pid);
-      installExitHooks();
-    }
+    const g = spawnInChroot(
+      root,
+      ["python3", "-m", "synapse.app.homeserver", "--config-path", `${inner}/homeserver.yaml`, "--config-path", overridePath],
+      chrootEnv,
+      stdioFile,
+    );
+    child = g;
     for (;;) {
+      const exitInfo = g.exitInfo();
       if (exitInfo) {
-        if (proc.pid !== undefined) liveGroups.delete(proc.pid);
+        forgetGroup(g);
         throw new Error(`testbed: Synapse exited during startup (${exitInfo}). Log ${logFile}:\n${tail(logFile)}\n--- stdio:\n${tail(stdioFile, 20)}`);
       }
       if (Date.now() - started > startTimeoutMs) {
@@ -457,22 +326,9 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
   };
 
   const stopProcess = async (): Promise<void> => {
-    const proc = child;
+    const g = child;
     child = undefined;
-    if (!proc || proc.pid === undefined) return;
-    const pid = proc.pid;
-    if (proc.exitCode === null && proc.signalCode === null) {
-      killGroup(pid, "SIGTERM");
-      const escalate = setTimeout(() => killGroup(pid, "SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(escalate);
-    }
-    // Anything left in the group (there should be nothing) goes too.
-    for (let i = 0; groupAlive(pid) && i < 50; i++) {
-      killGroup(pid, "SIGKILL");
-      await sleep(100);
-    }
-    liveGroups.delete(pid);
+    if (g) await stopGroup(g);
   };
 
   let stopped = false;
@@ -539,20 +395,5 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
 
 /** Removes leftover default data directories (from crashed runs) older than maxAgeMs. */
 export function pruneStaleDataDirs(maxAgeMs = 24 * 3600_000): void {
-  const base = path.join(testbedRoot(), TESTBED_SRV);
-  if (!existsSync(base)) return;
-  for (const name of readdirSync(base)) {
-    if (!name.startsWith("synapse-")) continue;
-    const dir = path.join(base, name);
-    try {
-      const pidFile = path.join(dir, "homeserver.pid");
-      if (existsSync(pidFile)) {
-        const pid = Number(readFileSync(pidFile, "utf8").trim());
-        if (pid > 0 && existsSync(`/proc/${pid}`)) continue;
-      }
-      if (Date.now() - statSync(dir).mtimeMs > maxAgeMs) rmSync(dir, { recursive: true, force: true });
-    } catch {
-      /* ignore */
-    }
-  }
+  pruneStaleDirs(path.join(testbedRoot(), TESTBED_SRV), "synapse-", "homeserver.pid", maxAgeMs);
 }
