@@ -53,12 +53,16 @@ export class MailboxService {
     });
   }
 
-  /** Shows the mailbox's current state to the user (after a link or `!mwi on`), after an optional notice. */
-  private async resync(userId: string, systemId: string, mailbox: string, notice?: RenderedText): Promise<void> {
+  /**
+   * Shows the mailbox's current state to the user (after a link or `!mwi on`), after an optional
+   * notice. A state that changed at or after `changedSince` was already delivered as a change.
+   */
+  private async resync(userId: string, systemId: string, mailbox: string, notice?: RenderedText, changedSince?: number): Promise<void> {
     const keys: TargetKey[] = [];
     if (notice) keys.push(await this.delivery.enqueueNotice(userId, systemId, notice));
     const current = await this.store.getMailboxState(systemId, mailbox);
-    if (current) keys.push(...(await this.delivery.enqueueChange(userId, { kind: "counts", current })));
+    const deliveredAlready = current !== undefined && changedSince !== undefined && current.updated >= changedSince;
+    if (current && !deliveredAlready) keys.push(...(await this.delivery.enqueueChange(userId, { kind: "counts", current })));
     for (const key of new Set(keys)) this.delivery.kick(key);
   }
 
@@ -113,15 +117,20 @@ export class MailboxService {
   async setMwi(userId: string, links: MailboxLink[], enabled: boolean): Promise<MailboxLink[]> {
     const changed = links.filter((l) => l.mwiEnabled !== enabled);
     for (const link of changed) {
+      const switchedOnAt = Date.now();
       await this.store.setLinkMwi(userId, link.systemId, link.mailbox, enabled);
       const gateway = this.gateways.get(link.systemId);
-      if (gateway?.switchesMwiUpstream) {
+      const upstream = gateway?.switchesMwiUpstream === true;
+      if (upstream) {
         const othersWant = (await this.store.linksForMailbox(link.systemId, link.mailbox)).some((l) => l.mwiEnabled);
+        // The watch resolves once the system has reported the mailbox again (or gave up).
         if (enabled) await this.watch(link.systemId, link.mailbox);
-        else if (!othersWant) await gateway.unwatch(link.mailbox);
+        else if (!othersWant) await gateway!.unwatch(link.mailbox);
       }
       this.log.info(`${userId} switched MWI ${enabled ? "on" : "off"} for ${link.systemId}/${link.mailbox}`);
-      if (enabled) await this.resync(userId, link.systemId, link.mailbox);
+      // Upstream systems sent nothing while MWI was off: the stored counts may be stale. If the
+      // fresh report changed them, that change has reached the user already.
+      if (enabled) await this.resync(userId, link.systemId, link.mailbox, undefined, upstream ? switchedOnAt : undefined);
     }
     return changed;
   }
@@ -147,11 +156,16 @@ export class MailboxService {
     await this.gateways.get(systemId)?.watch(mailbox, await this.credentialsFor(systemId, mailbox));
   }
 
-  /** On start: every mailbox some user wants MWI for is watched again, without anyone asking. */
+  /**
+   * On start: every mailbox some user wants MWI for is watched again, without anyone asking.
+   * Not one after the other: a watch may wait for the system's first report of the mailbox.
+   */
   async watchAll(systemId: string): Promise<number> {
     const links = await this.store.linksForSystem(systemId);
     const mailboxes = [...new Set(links.filter((l) => l.mwiEnabled).map((l) => l.mailbox))];
-    for (const mailbox of mailboxes) await this.watch(systemId, mailbox);
+    for (const mailbox of mailboxes) {
+      void this.watch(systemId, mailbox).catch((err: Error) => this.log.error(`cannot watch ${systemId}/${mailbox}: ${err.message}`));
+    }
     return mailboxes.length;
   }
 }

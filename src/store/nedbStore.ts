@@ -177,7 +177,14 @@ export class NedbStore implements VoicemailStore {
   }
 
   async removeLink(userId: string, systemId: string, mailbox: string): Promise<boolean> {
-    return (await this.links.remove({ key: NedbStore.linkKey(userId, systemId, mailbox) }, {})) > 0;
+    const removed = (await this.links.remove({ key: NedbStore.linkKey(userId, systemId, mailbox) }, {})) > 0;
+    // NeDB only appends a deletion mark: the link's lines, sealed credentials included, would
+    // stay in the file until the next compaction. Forgotten credentials leave the disk now.
+    if (removed) {
+      await compact(this.links);
+      this.makeFilesPrivate();
+    }
+    return removed;
   }
 
   async setLinkMwi(userId: string, systemId: string, mailbox: string, enabled: boolean): Promise<number> {

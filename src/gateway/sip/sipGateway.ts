@@ -152,6 +152,11 @@ export class SipGateway implements VoicemailGateway {
     return { ok: true, credentials, ...(current ? { current } : {}) };
   }
 
+  /**
+   * Subscribes with the stored credentials. Resolves once the first NOTIFY's counts are stored,
+   * the subscription failed, or FIRST_NOTIFY_TIMEOUT_MS passed: whoever shows the counts next
+   * (`!mwi on`) shows fresh ones, not those from before MWI was switched off.
+   */
   async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
     if (this.subscriptions.has(mailbox)) return;
     if (!credentials) {
@@ -159,13 +164,20 @@ export class SipGateway implements VoicemailGateway {
       return;
     }
     const sub = this.subscription(mailbox, credentials);
-    this.adopt(mailbox, sub);
-    // Not awaited: at start-up thousands of mailboxes are watched, a few at a time.
+    let reported!: () => void;
+    const firstReport = new Promise<void>((resolve) => (reported = resolve));
+    this.adopt(mailbox, sub, reported);
+    // At start-up thousands of mailboxes are watched at once: they subscribe a few at a time.
     void this.throttled(async () => {
       const result = await sub.start();
+      if (result.ok) return;
       // Transient failures are retried by the subscription itself, with backoff.
-      if (!result.ok) this.host.log.warn(`${this.systemId}: subscription of ${mailbox} failed: ${result.reason}`);
+      this.host.log.warn(`${this.systemId}: subscription of ${mailbox} failed: ${result.reason}`);
+      reported();
     });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([firstReport, new Promise<void>((resolve) => (timer = setTimeout(resolve, FIRST_NOTIFY_TIMEOUT_MS)))]);
+    clearTimeout(timer);
   }
 
   async unwatch(mailbox: string): Promise<void> {
@@ -176,14 +188,16 @@ export class SipGateway implements VoicemailGateway {
     this.host.log.info(`${this.systemId}: unsubscribed ${mailbox}`);
   }
 
-  private adopt(mailbox: string, sub: Subscription): void {
+  /** `reported` is called once a NOTIFY has been handled (stored, or found unusable). */
+  private adopt(mailbox: string, sub: Subscription, reported?: () => void): void {
     this.subscriptions.set(mailbox, sub);
     sub.on("notify", (body) => {
       const update = this.updateFrom(mailbox, body);
-      if (!update) return;
+      if (!update) return reported?.();
       void this.withCallerDetails(update)
         .then((u) => this.host.acceptUpdate(u))
-        .catch((err: Error) => this.host.log.error(`${this.systemId}: update of ${mailbox} not stored: ${err.message}`));
+        .catch((err: Error) => this.host.log.error(`${this.systemId}: update of ${mailbox} not stored: ${err.message}`))
+        .finally(() => reported?.());
     });
     sub.on("terminated", (reason) => {
       if (this.subscriptions.get(mailbox) === sub) this.subscriptions.delete(mailbox);

@@ -422,7 +422,9 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
       this.safeEmit("notify", body, info);
     }
     if (this.stopped && ss.state === "terminated") {
-      this.finalNotifyWaiter?.();
+      // Released after this NOTIFY's 200 is on its way, not before: the caller may close next.
+      const waiter = this.finalNotifyWaiter;
+      setImmediate(() => waiter?.());
       return 200;
     }
     if (ss.state === "terminated") {

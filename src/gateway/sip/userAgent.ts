@@ -71,6 +71,7 @@ export class SipUserAgent implements SubscriptionHost {
   private readonly rand: () => number;
   private readonly userAgent: string;
   private closed = false;
+  private readonly replying = new Set<Promise<void>>();
 
   private constructor(
     opts: SipUserAgentOptions,
@@ -134,6 +135,13 @@ export class SipUserAgent implements SubscriptionHost {
   /** Stops every subscription (without unsubscribing), every timer and socket. */
   async close(): Promise<void> {
     if (this.closed) return;
+    // Answers on their way (the 200 to a final NOTIFY above all) leave before the sockets close:
+    // a notifier that never hears it keeps resending.
+    if (this.replying.size) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...this.replying]), new Promise((r) => (timer = setTimeout(r, 500)))]);
+      clearTimeout(timer);
+    }
     this.closed = true;
     for (const sub of this.subscriptions) sub.shutdown();
     this.subscriptions.clear();
@@ -294,10 +302,14 @@ export class SipUserAgent implements SubscriptionHost {
     }
     const dest: Endpoint = { ...source, port };
     this.logger.debug(`sip: -> ${describe(res)} to ${dest.transport}:${dest.address}:${dest.port}`);
+    const sending = this.tx.respond(req, res, dest);
+    this.replying.add(sending);
     try {
-      await this.tx.respond(req, res, dest);
+      await sending;
     } catch (err) {
       this.logger.debug(`sip: could not send ${status} to ${dest.address}:${dest.port}: ${(err as Error).message}`);
+    } finally {
+      this.replying.delete(sending);
     }
   }
 }
