@@ -173,6 +173,12 @@ export function dmRoomName(systemName: string, newCount: number): string {
   return newCount > 0 ? `${systemName} (${newCount})` : systemName;
 }
 
+/** Every mailbox side by side, for a room topic: "Office 1001: 2 new, 5 old · Mobile 555: 0 new, 1 old". */
+export function mailboxesTopic(views: MailboxView[]): string {
+  if (views.length === 0) return "No linked mailboxes. Say !help for commands.";
+  return views.map((v) => `${v.systemName} ${v.mailbox}: ${countsText(v.state)}`).join(" · ");
+}
+
 /** A table of mailboxes for `!list`. */
 export function renderMailboxList(views: MailboxView[], timeZone: string): RenderedText {
   if (views.length === 0) {

@@ -11,7 +11,7 @@ import type { BridgeConfig } from "../config/types.js";
 import type { UserViews } from "../app/userViews.js";
 import { coalesce, type CoalescedChange } from "../core/coalesce.js";
 import { MWI_EVENT_TYPE, MWI_SUMMARY_EVENT_TYPE, mailboxStateKey } from "../core/events.js";
-import { dmRoomName, renderAggregate, renderNotification, type MailboxView, type RenderedText } from "../core/format.js";
+import { dmRoomName, mailboxesTopic, renderAggregate, renderNotification, type MailboxView, type RenderedText } from "../core/format.js";
 import type { MailboxChange } from "../core/mwi.js";
 import { buildSummary, mailboxStateContent } from "../core/summary.js";
 import type { Bot, BotDirectory } from "../matrix/bots.js";
@@ -28,6 +28,9 @@ const MIN_MESSAGE_INTERVAL_MS = 1000;
 const PRESENCE_RECHECK_MS = 15_000;
 /** A change that waited longer than this is told with "since <time>". */
 const DELAYED_AFTER_MS = 30_000;
+
+/** What a room shows now (remembered so that only changes are sent). */
+type RoomShows = Partial<Pick<DmRoom, "lastSummary" | "lastName" | "lastTopic">>;
 
 /** The room a target resolves to now, or why it cannot take anything now. */
 type Resolved =
@@ -339,25 +342,32 @@ export class DeliveryService {
     });
   }
 
-  /** The summary and the room name, where they differ from what the room shows. */
+  /**
+   * The summary, the room name and (in aggregate rooms) the topic with every mailbox side by
+   * side, each sent only where it differs from what the room shows.
+   */
   private async refreshRoom(room: Extract<Resolved, { ok: true }>, ownerId: string, views: MailboxView[]): Promise<void> {
-    const shown = room.dm ?? room.extra;
+    const shown: RoomShows | undefined = room.dm ?? room.extra;
     const summary = buildSummary(ownerId, views);
-    const summaryJson = JSON.stringify(summary);
     const newCount = views.filter((v) => !room.systemId || v.systemId === room.systemId).reduce((sum, v) => sum + (v.state?.new ?? 0), 0);
-    const name = room.rename ? dmRoomName(room.rename, newCount) : undefined;
-    const update: { lastSummary?: string; lastName?: string } = {};
-    if (summaryJson !== shown?.lastSummary) {
-      await room.writer.state(MWI_SUMMARY_EVENT_TYPE, "", summary as unknown as Record<string, unknown>);
-      this.metrics?.matrixEvents.inc({ kind: "summary" });
-      update.lastSummary = summaryJson;
+    const wanted: { field: keyof RoomShows; type: string; value: string; content: Record<string, unknown>; kind: string }[] = [
+      { field: "lastSummary", type: MWI_SUMMARY_EVENT_TYPE, value: JSON.stringify(summary), content: summary as unknown as Record<string, unknown>, kind: "summary" },
+    ];
+    if (room.rename) {
+      const name = dmRoomName(room.rename, newCount);
+      wanted.push({ field: "lastName", type: "m.room.name", value: name, content: { name }, kind: "room_name" });
+      if (!room.systemId) {
+        const topic = mailboxesTopic(views);
+        wanted.push({ field: "lastTopic", type: "m.room.topic", value: topic, content: { topic }, kind: "room_topic" });
+      }
     }
-    if (name && name !== shown?.lastName) {
-      await room.writer.state("m.room.name", "", { name });
-      this.metrics?.matrixEvents.inc({ kind: "room_name" });
-      update.lastName = name;
+    const update: RoomShows = {};
+    for (const w of wanted.filter((x) => x.value !== shown?.[x.field])) {
+      await room.writer.state(w.type, "", w.content);
+      this.metrics?.matrixEvents.inc({ kind: w.kind });
+      update[w.field] = w.value;
     }
-    if (!update.lastName && !update.lastSummary) return;
+    if (Object.keys(update).length === 0) return;
     if (room.dm) {
       // The room may have been forgotten meanwhile (the user left): do not bring it back.
       const current = await this.store.getDmRoom(room.dm.userId, room.dm.botUserId);

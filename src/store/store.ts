@@ -33,6 +33,7 @@ export interface ExtraTarget {
   createdAt: number;
   lastName?: string;
   lastSummary?: string;
+  lastTopic?: string;
 }
 
 /**
@@ -78,6 +79,7 @@ export interface DmRoom {
   /** What the room shows now, so that only changes are sent. */
   lastName?: string;
   lastSummary?: string;
+  lastTopic?: string;
 }
 
 export interface VoicemailStore {

@@ -200,6 +200,10 @@ describe("delivery that never loses a notification", { timeout: 900_000 }, () =>
     assert.equal(summary.getContent().systems.carrier.new, 2);
     assert.equal(summary.getContent().systems.office.new, 1);
     await waitForState(user.client, mainRoom, "m.room.name", "", (e) => e.getContent().name === "Voicemail (3)");
+    // The topic shows every mailbox side by side.
+    await waitForState(user.client, mainRoom, "m.room.topic", "", (e) =>
+      /Carrier Voicemail 3008: 2 new, 0 old · Office Voicemail 4008: 1 new, 0 old/.test(e.getContent().topic ?? ""),
+    );
     await waitForState(user.client, mainRoom, MWI_EVENT_TYPE, "office/4008", (e) => e.getContent().new === 1);
     // The per-system chats still get their own message ("both").
     await waitForEvent(user.client, officeRoom, (e) => /4008: 1 new/.test(e.getContent().body ?? ""));

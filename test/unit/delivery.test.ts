@@ -132,3 +132,17 @@ describe("delivery plumbing", () => {
     assert.equal(parseTarget("bogus|x"), undefined);
   });
 });
+
+describe("mailboxesTopic", () => {
+  it("shows every mailbox side by side", async () => {
+    const { mailboxesTopic } = await import("../../src/core/format.js");
+    assert.equal(
+      mailboxesTopic([
+        { systemId: "office", systemName: "Office", mailbox: "1001", state: state("1001", 2, 5, "office") },
+        { systemId: "mobile", systemName: "Mobile", mailbox: "555" },
+      ]),
+      "Office 1001: 2 new, 5 old · Mobile 555: no data yet",
+    );
+    assert.match(mailboxesTopic([]), /No linked mailboxes/);
+  });
+});
