@@ -77,6 +77,11 @@ export class SipGateway implements VoicemailGateway {
     return this.system.id;
   }
 
+  /** The bridge's SIP port for this system (the configured one, or the one given for port 0). */
+  get localPort(): number | undefined {
+    return this.ua?.localPort;
+  }
+
   private get domain(): string {
     return this.system.sip.domain ?? this.system.sip.server.host;
   }
