@@ -1,9 +1,8 @@
 /**
  * What happens to mailboxes: updates from the gateways, links and unlinks, MWI on and off.
- * Commands and the admin side call this; it calls the store, the gateways and the publisher.
+ * Commands and the admin side call this; it calls the store, the gateways and the delivery.
  */
 import type { Logger } from "matrix-appservice-bridge";
-import type { BridgeConfig } from "../config/types.js";
 import type { RenderedText } from "../core/format.js";
 import { applyUpdate, type MwiUpdate } from "../core/mwi.js";
 import type { MailboxCredentials, VoicemailGateway } from "../gateway/gateway.js";
@@ -20,7 +19,6 @@ export class MailboxService {
   private readonly mailboxQueue = new KeyedQueue();
 
   constructor(
-    private readonly config: BridgeConfig,
     private readonly store: VoicemailStore,
     private readonly gateways: Map<string, VoicemailGateway>,
     private readonly delivery: DeliveryService,
@@ -133,10 +131,6 @@ export class MailboxService {
       if (enabled) await this.resync(userId, link.systemId, link.mailbox, undefined, upstream ? switchedOnAt : undefined);
     }
     return changed;
-  }
-
-  systemIds(): string[] {
-    return this.config.systems.map((s) => s.id);
   }
 
   /** Credentials of any enabled link of the mailbox: one watch serves every user linked to it. */
