@@ -4,9 +4,11 @@
  */
 import { benchEndToEnd } from "./e2e.js";
 import { benchParser, type BenchResult } from "./parser.js";
+import { benchSip } from "./sip.js";
 
 const benches: [string, () => Promise<BenchResult[]>][] = [
   ["RFC 3842 parser", benchParser],
+  ["SIP user agent", benchSip],
   ["end-to-end", benchEndToEnd],
 ];
 

@@ -15,8 +15,10 @@ import { SipUserAgent, type Subscription, type SubscribeResult, type Unsolicited
 
 /** How long a link waits for the first NOTIFY after the 200 (RFC 6665 requires one at once). */
 const FIRST_NOTIFY_TIMEOUT_MS = 5_000;
-/** Subscriptions started at once when many mailboxes are watched (start-up): spreads the load. */
+/** Subscriptions started (or ended) at once when many mailboxes are watched: spreads the load. */
 const STARTS_IN_FLIGHT = 16;
+/** How long shutdown waits for the unsubscriptions before closing anyway. */
+const STOP_BUDGET_MS = 10_000;
 
 function failureText(result: Extract<SubscribeResult, { ok: false }>): string {
   switch (result.kind) {
@@ -112,10 +114,14 @@ export class SipGateway implements VoicemailGateway {
   }
 
   async stop(): Promise<void> {
-    // Polite to the server: it frees the subscriptions now. They come back on the next start.
+    // Polite to the server: it frees the subscriptions now; they come back on the next start.
+    // A few at a time, like start-up: all at once, most answers would be lost in the burst.
     const all = [...this.subscriptions.values()];
     this.subscriptions.clear();
-    await Promise.race([Promise.all(all.map((s) => s.unsubscribe().catch(() => undefined))), new Promise((r) => setTimeout(r, 3000))]);
+    const unsubscribeAll = Promise.all(all.map((s) => this.throttled(() => s.unsubscribe().catch(() => undefined))));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([unsubscribeAll, new Promise((r) => (timer = setTimeout(r, STOP_BUDGET_MS)))]);
+    clearTimeout(timer);
     await this.ua?.close();
   }
 

@@ -12,6 +12,8 @@ import tls from "node:tls";
 import { StreamFramer } from "./framing.js";
 import { MAX_MESSAGE_BYTES, parseMessage, type SipMessage } from "./message.js";
 
+const UDP_RECEIVE_BUFFER = 4 * 1024 * 1024;
+
 export type TransportKind = "udp" | "tcp" | "tls";
 
 /** A peer as seen by the transport: where a message came from, or where one goes. */
@@ -98,7 +100,10 @@ export class SipTransport {
   static async open(opts: TransportOptions): Promise<SipTransport> {
     // With port 0, UDP picks a port and TCP must get the same one; retry if TCP finds it taken.
     for (let attempt = 0; ; attempt++) {
-      const udp = dgram.createSocket({ type: net.isIPv6(opts.bindAddress) ? "udp6" : "udp4" });
+      // A burst of answers (thousands of subscriptions refreshed or ended together) overflows the
+      // default receive buffer; each lost datagram then costs a retransmission. The kernel caps
+      // the size at net.core.rmem_max.
+      const udp = dgram.createSocket({ type: net.isIPv6(opts.bindAddress) ? "udp6" : "udp4", recvBufferSize: UDP_RECEIVE_BUFFER });
       await new Promise<void>((resolve, reject) => {
         udp.once("error", reject);
         udp.bind({ port: opts.port, address: opts.bindAddress, exclusive: true }, () => {
