@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /** matrix-appservice-voicemail: generate-registration, start, validate-config. */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";

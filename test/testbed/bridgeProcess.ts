@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import yaml from "js-yaml";
 import { signBody } from "../../src/gateway/webhook/signature.js";
 
-const CLI = resolve(fileURLToPath(import.meta.url), "../../../src/cli.js");
+const CLI = resolve(fileURLToPath(import.meta.url), "../../../src/main.js");
 
 export interface BridgeFiles {
   dir: string;
