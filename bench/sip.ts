@@ -18,9 +18,7 @@
  */
 
 import { spawn, spawnSync } from "node:child_process";
-import dgram from "node:dgram";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
@@ -30,6 +28,7 @@ import vm from "node:vm";
 
 import { SipUserAgent, type Subscription } from "../src/gateway/sip/userAgent.js";
 import type { BenchResult } from "./parser.js";
+import { freeSipPort } from "../test/testbed/ports.js";
 
 /** Cumulative subscription counts of the ramp (BENCH_SIP_STEPS=100,200 for a quick look). */
 const STEPS = (process.env["BENCH_SIP_STEPS"] ?? "500,1000,2000,4000,8000").split(",").map(Number);
@@ -83,23 +82,6 @@ function sippWorks(): boolean {
   return r.error === undefined && r.status !== null && r.status !== 127;
 }
 
-/** A port free for both UDP and TCP on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-    const port = (srv.address() as net.AddressInfo).port;
-    const udp = dgram.createSocket("udp4");
-    const ok = await new Promise<boolean>((r) => {
-      udp.once("error", () => r(false));
-      udp.bind(port, "127.0.0.1", () => r(true));
-    });
-    if (ok) await new Promise<void>((r) => udp.close(() => r()));
-    await new Promise<void>((r) => srv.close(() => r()));
-    if (ok) return port;
-  }
-}
-
 /** The /proc/net/udp line of the socket bound to 127.0.0.1:port, split into fields. */
 function udpSocket(port: number): string[] | undefined {
   const needle = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
@@ -133,7 +115,7 @@ interface Sipp {
 }
 
 async function startSipp(calls: number): Promise<Sipp> {
-  const port = await freePort();
+  const port = await freeSipPort();
   const cwd = mkdtempSync(path.join(tmpdir(), "bench-sipp-"));
   const args = [
     "-sf", SCENARIO,

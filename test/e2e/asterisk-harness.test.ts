@@ -8,8 +8,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
-import { ensureTestbed, freePort } from "../testbed/synapse.js";
+import { freePort } from "../testbed/synapse.js";
 import { freeSipPort, startAsterisk, type RunningAsterisk } from "../testbed/asterisk.js";
+import { requireTestbed } from "./world.js";
 
 // ---------------------------------------------------------------------------------------------
 // A minimal SIP user agent over UDP
@@ -323,13 +324,7 @@ async function amiSession(port: number, user: string, secret: string, actions: R
 // ---------------------------------------------------------------------------------------------
 
 test("asterisk harness: MWI SUBSCRIBE/NOTIFY, real voicemail, restart, AMI", { timeout: 300_000 }, async (t) => {
-  const status = await ensureTestbed();
-  if (!status.ok) {
-    if (process.env.CI === "true") assert.fail(`testbed unavailable in CI: ${status.reason}`);
-    console.error(`\n${"!".repeat(72)}\n!!! SKIP asterisk-harness: testbed unavailable: ${status.reason}\n${"!".repeat(72)}\n`);
-    t.skip(status.reason);
-    return;
-  }
+  if (!(await requireTestbed(t))) return;
 
   const tStart = Date.now();
   const mark = (what: string): void => t.diagnostic(`+${Date.now() - tStart} ms: ${what}`);

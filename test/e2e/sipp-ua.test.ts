@@ -4,15 +4,14 @@
 import { describe, it, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import dgram from "node:dgram";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { parseMessageSummary } from "../../src/gateway/sip/messageSummary.js";
 import { SipUserAgent, type NotifyInfo, type SipUserAgentOptions, type Subscription, type UnsolicitedNotify } from "../../src/gateway/sip/userAgent.js";
+import { freeSipPort } from "../testbed/ports.js";
 
 // dist/test/e2e/x.js -> repository root -> test/sipp
 const SCENARIOS = path.resolve(fileURLToPath(import.meta.url), "../../../../test/sipp");
@@ -38,23 +37,6 @@ function ensureSipp(): { ok: true } | { ok: false; reason: string } {
 // ---------------------------------------------------------------- helpers
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A port free for both UDP and TCP on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-    const port = (srv.address() as net.AddressInfo).port;
-    const udp = dgram.createSocket("udp4");
-    const ok = await new Promise<boolean>((r) => {
-      udp.once("error", () => r(false));
-      udp.bind(port, "127.0.0.1", () => r(true));
-    });
-    if (ok) await new Promise<void>((r) => udp.close(() => r()));
-    await new Promise<void>((r) => srv.close(() => r()));
-    if (ok) return port;
-  }
-}
 
 /** Polls /proc/net/{udp,tcp} until something listens on 127.0.0.1:port (no probe traffic). */
 async function waitListening(port: number, proto: "udp" | "tcp", timeoutMs = 5000): Promise<void> {
@@ -88,7 +70,7 @@ async function runSipp(
   scenario: string,
   o: { transport: "udp" | "tcp"; calls: number; timeoutS?: number; set?: Record<string, string>; remote?: string },
 ): Promise<SippRun> {
-  const port = await freePort();
+  const port = await freeSipPort();
   const cwd = mkdtempSync(path.join(tmpdir(), "sipp-"));
   const timeoutS = o.timeoutS ?? 20;
   const args = [

@@ -2,17 +2,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { MatrixClient } from "matrix-js-sdk";
-import { ensureTestbed, freePort, startSynapse } from "../testbed/synapse.js";
+import { freePort, startSynapse } from "../testbed/synapse.js";
 import { loginClient, sendText, waitForEvent, waitForInvite, waitForState } from "../testbed/matrixClient.js";
+import { requireTestbed } from "./world.js";
 
 test("synapse harness: invite, join, message, restart", { timeout: 300_000 }, async (t) => {
-  const status = await ensureTestbed();
-  if (!status.ok) {
-    if (process.env.CI === "true") assert.fail(`testbed unavailable in CI: ${status.reason}`);
-    console.error(`\n${"!".repeat(72)}\n!!! SKIP synapse-harness: testbed unavailable: ${status.reason}\n${"!".repeat(72)}\n`);
-    t.skip(status.reason);
-    return;
-  }
+  if (!(await requireTestbed(t))) return;
 
   const t0 = Date.now();
   const hs = await startSynapse({ port: await freePort() });

@@ -20,10 +20,10 @@
 // - AMI on 127.0.0.1:amiPort, one user with read/write `all`.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import path from "node:path";
-import { CHROOT_ENV, chrootPathFor, ensureSystemMounts, forgetGroup, pruneStaleDirs, sleep, spawnInChroot, stopGroup, tail, unbind, type GroupProcess } from "./chroot.js";
+import { CHROOT_ENV, chrootPathFor, ensureSystemMounts, forgetGroup, instanceDataDir, pruneStaleDirs, sleep, spawnInChroot, stopGroup, tail, unbind, type GroupProcess } from "./chroot.js";
 import { tcpListening, tcpPortFree, udpPortFree } from "./ports.js";
 import { ensureTestbed, testbedRoot } from "./synapse.js";
 
@@ -564,17 +564,7 @@ export async function startAsterisk(opts: AsteriskOptions): Promise<RunningAster
   await assertPortsFree(o.sipPort, o.amiPort);
   ensureSystemMounts(root);
 
-  const ownsDataDir = !opts.dataDir;
-  let dataDir: string;
-  if (opts.dataDir) {
-    dataDir = path.resolve(opts.dataDir);
-    mkdirSync(dataDir, { recursive: true });
-  } else {
-    pruneStaleAsteriskDirs();
-    const base = path.join(root, INSTANCES_DIR);
-    mkdirSync(base, { recursive: true });
-    dataDir = mkdtempSync(path.join(base, "ast-"));
-  }
+  const { dataDir, owned: ownsDataDir } = instanceDataDir(root, opts.dataDir, INSTANCES_DIR, "ast-", () => pruneStaleAsteriskDirs());
   const { inner, bindMounted } = chrootPathFor(root, dataDir, INSTANCES_DIR);
   const confInner = `${inner}/etc/asterisk.conf`;
   const logFile = path.join(dataDir, "log", "messages.log");

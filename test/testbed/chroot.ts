@@ -4,7 +4,7 @@
 // the tree, and small helpers for their startup loops.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 
 /** Environment of the commands run inside the tree (the host's PATH need not fit the tree). */
@@ -199,4 +199,20 @@ export function chrootPathFor(root: string, hostDir: string, extDir: string): { 
 export function unbind(root: string, target: string): void {
   spawnSync("flock", [`${root}.mount.lock`, "umount", target], { stdio: "ignore" });
   liveBindMounts.delete(target);
+}
+
+/**
+ * An instance's data directory: the one given (kept after stop), or a fresh one under `base`
+ * inside the tree, after `prune` removed what crashed runs left there.
+ */
+export function instanceDataDir(root: string, given: string | undefined, base: string, prefix: string, prune: () => void): { dataDir: string; owned: boolean } {
+  if (given) {
+    const dataDir = path.resolve(given);
+    mkdirSync(dataDir, { recursive: true });
+    return { dataDir, owned: false };
+  }
+  prune();
+  const parent = path.join(root, base);
+  mkdirSync(parent, { recursive: true });
+  return { dataDir: mkdtempSync(path.join(parent, prefix)), owned: true };
 }

@@ -6,11 +6,11 @@
 // Synapse never talks to the outside world: no federation listener, no key servers, no stats.
 import { spawn, spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import yaml from "js-yaml";
-import { CHROOT_ENV, chrootPathFor, ensureSystemMounts, forgetGroup, pruneStaleDirs, sleep, spawnInChroot, stopGroup, tail, unbind, type GroupProcess } from "./chroot.js";
+import { CHROOT_ENV, chrootPathFor, ensureSystemMounts, forgetGroup, instanceDataDir, pruneStaleDirs, sleep, spawnInChroot, stopGroup, tail, unbind, type GroupProcess } from "./chroot.js";
 import { tcpBindError } from "./ports.js";
 
 // Part of this module's API since before ports.ts existed (the e2e tests import it from here).
@@ -240,17 +240,7 @@ export async function startSynapse(opts: SynapseOptions = {}): Promise<RunningSy
   await assertPortFree(port);
   ensureSystemMounts(root);
 
-  const ownsDataDir = !opts.dataDir;
-  let dataDir: string;
-  if (opts.dataDir) {
-    dataDir = path.resolve(opts.dataDir);
-    mkdirSync(dataDir, { recursive: true });
-  } else {
-    pruneStaleDataDirs();
-    const base = path.join(root, TESTBED_SRV);
-    mkdirSync(base, { recursive: true });
-    dataDir = mkdtempSync(path.join(base, "synapse-"));
-  }
+  const { dataDir, owned: ownsDataDir } = instanceDataDir(root, opts.dataDir, TESTBED_SRV, "synapse-", () => pruneStaleDataDirs());
   const { inner, bindMounted } = chrootPathFor(root, dataDir, TESTBED_SRV);
   const logFile = path.join(dataDir, "homeserver.log");
   const stdioFile = path.join(dataDir, "homeserver.stdio.log");
