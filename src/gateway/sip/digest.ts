@@ -4,7 +4,7 @@
  * leaves this module except hashed.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { isToken, quote, unquote } from "./headers.js";
+import { isToken, quote, splitTopLevel, unquote } from "./headers.js";
 
 export type DigestAlgorithm = "MD5" | "MD5-sess" | "SHA-256" | "SHA-256-sess" | "SHA-512-256" | "SHA-512-256-sess";
 
@@ -64,22 +64,9 @@ export function parseChallenges(values: readonly string[]): Challenge[] {
 
 /** Items separated by commas outside quoted strings. */
 function splitAuthItems(value: string): string[] {
-  const items: string[] = [];
-  let quoted = false;
-  let start = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i];
-    if (quoted) {
-      if (c === "\\") i++;
-      else if (c === '"') quoted = false;
-    } else if (c === '"') quoted = true;
-    else if (c === ",") {
-      items.push(value.slice(start, i).trim());
-      start = i + 1;
-    }
-  }
-  items.push(value.slice(start).trim());
-  return items.filter((s) => s !== "");
+  return splitTopLevel(value, ",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
 }
 
 /** A Digest challenge we can answer, or undefined (unknown algorithm, missing nonce...). */
