@@ -182,8 +182,10 @@ export class SipGateway implements VoicemailGateway {
     void this.throttled(async () => {
       const result = await sub.start();
       if (result.ok) return;
-      // Transient failures are retried by the subscription itself, with backoff.
+      // Transient failures are retried by the subscription itself, with backoff; a refused one
+      // is dead, and must not stand in the way of a new !link with the right password.
       this.host.log.warn(`${this.systemId}: subscription of ${mailbox} failed: ${result.reason}`);
+      if (sub.state === "terminated" && this.subscriptions.get(mailbox) === sub) this.subscriptions.delete(mailbox);
       reported();
     });
     let timer: NodeJS.Timeout | undefined;
