@@ -47,7 +47,12 @@ export class EventHandler {
   private readonly metrics: VoicemailMetrics | undefined;
 
   constructor(private readonly deps: EventHandlerDeps) {
-    ({ config: this.config, store: this.store, bots: this.bots, dms: this.dms, log: this.log, metrics: this.metrics } = deps);
+    this.config = deps.config;
+    this.store = deps.store;
+    this.bots = deps.bots;
+    this.dms = deps.dms;
+    this.log = deps.log;
+    this.metrics = deps.metrics;
     this.systems = new Map(deps.config.systems.map((s) => [s.id, { id: s.id, name: s.name }]));
   }
 
