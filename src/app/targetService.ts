@@ -8,6 +8,7 @@ import type { Logger } from "matrix-appservice-bridge";
 import type { DeliveryService } from "../delivery/deliveryService.js";
 import { extraTarget } from "../delivery/targets.js";
 import type { BotDirectory } from "../matrix/bots.js";
+import { membershipOf, openDirectRoom } from "../matrix/membership.js";
 import type { ExtraTarget, VoicemailStore } from "../store/store.js";
 
 export const USER_ID = /^@[^:\s]+:[^\s]+$/;
@@ -15,6 +16,9 @@ const ROOM_ID = /^![^:\s]+:[^\s]+$/;
 const ROOM_ALIAS = /^#[^:\s]+:[^\s]+$/;
 
 export class TargetError extends Error {}
+
+/** The name of the room an account target is told in (the count is added on delivery). */
+export const accountRoomName = (ownerId: string) => `Voicemail of ${ownerId}`;
 
 export class TargetService {
   constructor(
@@ -42,17 +46,12 @@ export class TargetService {
     const target: ExtraTarget = { id, ownerId, kind: "account", address: account, status: "invited", createdAt: Date.now() };
     if (!(await this.store.addTarget(target))) throw new TargetError(`${account} is already one of your targets.`);
     try {
-      const { room_id: roomId } = await this.intent.createRoom({
-        createAsClient: true,
-        options: {
-          is_direct: true,
-          preset: "trusted_private_chat",
-          visibility: "private",
-          invite: [account],
-          name: `Voicemail of ${ownerId}`,
-          topic: `${ownerId} asked the voicemail bridge to tell you about their voicemail. Leave this room to refuse.`,
-        },
-      });
+      const roomId = await openDirectRoom(
+        this.intent,
+        account,
+        accountRoomName(ownerId),
+        `${ownerId} asked the voicemail bridge to tell you about their voicemail. Leave this room to refuse.`,
+      );
       await this.store.updateTarget({ ...target, roomId });
     } catch (err) {
       await this.store.removeTarget(id);
@@ -66,11 +65,11 @@ export class TargetService {
   private async addRoom(ownerId: string, address: string): Promise<string> {
     const roomId = await this.intent.resolveRoom(address).catch(() => undefined);
     if (!roomId) throw new TargetError(`Cannot find the room ${address}.`);
-    const botMembership = await this.membership(roomId, this.bots.main.userId);
+    const botMembership = await membershipOf(this.intent, roomId, this.bots.main.userId);
     if (botMembership !== "join") {
       throw new TargetError(`Invite ${this.bots.main.userId} into ${address} first, then say this again.`);
     }
-    if ((await this.membership(roomId, ownerId)) !== "join") throw new TargetError(`You are not in ${address}.`);
+    if ((await membershipOf(this.intent, roomId, ownerId)) !== "join") throw new TargetError(`You are not in ${address}.`);
     const levels = (await this.intent.matrixClient
       .getRoomStateEventContent(roomId, "m.room.power_levels", "")
       .catch(() => ({}))) as { users?: Record<string, number>; users_default?: number; state_default?: number };
@@ -84,12 +83,6 @@ export class TargetService {
     return `Your voicemail notifications now go to ${address} too.`;
   }
 
-  private async membership(roomId: string, userId: string): Promise<string | undefined> {
-    return this.intent.matrixClient
-      .getRoomStateEventContent(roomId, "m.room.member", userId)
-      .then((c: { membership?: string }) => c.membership)
-      .catch(() => undefined);
-  }
 
   async remove(ownerId: string, address: string): Promise<boolean> {
     const target = (await this.store.listTargets(ownerId)).find((t) => t.address === address || t.roomId === address);

@@ -4,11 +4,11 @@
  */
 import type { PermissionLevel } from "../config/types.js";
 import type { MailboxService } from "../app/mailboxService.js";
-import { countsText, escapeHtml, renderMailboxList, type RenderedText } from "../core/format.js";
+import { canonicalTimeZone, countsText, escapeHtml, renderMailboxList, type RenderedText } from "../core/format.js";
+import { MAILBOX_PATTERN } from "../core/mwi.js";
 import { atLeast } from "../core/permissions.js";
 import type { Bot } from "../matrix/bots.js";
-import type { TargetService } from "../app/targetService.js";
-import { TargetError, USER_ID } from "../app/targetService.js";
+import { TargetError, USER_ID, type TargetService } from "../app/targetService.js";
 import type { UserViews } from "../app/userViews.js";
 import type { VoicemailStore } from "../store/store.js";
 import type { CommandDefinition } from "./parser.js";
@@ -37,11 +37,6 @@ export function text(plain: string): RenderedText {
   return { body: plain, html: escapeHtml(plain).replace(/\n/g, "<br>") };
 }
 
-const MAILBOX = /^[\p{L}\p{N}@._+:*#-]{1,128}$/u;
-
-function systemName(ctx: CommandContext, systemId: string): string {
-  return ctx.systems.get(systemId)?.name ?? systemId;
-}
 
 function knownSystem(ctx: CommandContext, systemId: string): string {
   if (!ctx.systems.has(systemId)) {
@@ -51,7 +46,7 @@ function knownSystem(ctx: CommandContext, systemId: string): string {
 }
 
 function validMailbox(mailbox: string): string {
-  if (!MAILBOX.test(mailbox)) throw new CommandError(`"${mailbox}" is not a mailbox number.`);
+  if (!MAILBOX_PATTERN.test(mailbox)) throw new CommandError(`"${mailbox}" is not a mailbox number.`);
   return mailbox;
 }
 
@@ -113,21 +108,21 @@ const link: Command = {
     const [systemId, mailbox] = systemAndMailbox(ctx, args.first, args.second, this.usage);
     const gateway = ctx.mailboxes.gateway(systemId);
     if (!gateway?.selfServiceLinking) {
-      return text(`Mailboxes of ${systemName(ctx, systemId)} are linked by an admin: ask one to run !admin link ${ctx.sender} ${systemId} ${mailbox}.`);
+      return text(`Mailboxes of ${ctx.views.systemName(systemId)} are linked by an admin: ask one to run !admin link ${ctx.sender} ${systemId} ${mailbox}.`);
     }
     const password = typeof args.password === "string" ? args.password : undefined;
-    if (!password) throw new CommandError(`${systemName(ctx, systemId)} needs the mailbox's password: ${this.usage}`);
+    if (!password) throw new CommandError(`${ctx.views.systemName(systemId)} needs the mailbox's password: ${this.usage}`);
     const proof = await gateway.proveLink({
       userId: ctx.sender,
       mailbox,
       password,
       ...(typeof args["auth-user"] === "string" ? { authUser: args["auth-user"] } : {}),
     });
-    if (!proof.ok) return text(`Could not link ${systemName(ctx, systemId)} mailbox ${mailbox}: ${proof.reason}. Nothing was stored.`);
+    if (!proof.ok) return text(`Could not link ${ctx.views.systemName(systemId)} mailbox ${mailbox}: ${proof.reason}. Nothing was stored.`);
     const outcome = await ctx.mailboxes.link(ctx.sender, systemId, mailbox, ctx.sender, proof.credentials ? { credentials: proof.credentials } : {});
-    if (outcome === "already-linked") return text(`${systemName(ctx, systemId)} mailbox ${mailbox} was already linked.`);
+    if (outcome === "already-linked") return text(`${ctx.views.systemName(systemId)} mailbox ${mailbox} was already linked.`);
     const counts = proof.current ? `: ${countsText(proof.current.counts)}` : "";
-    return text(`Linked ${systemName(ctx, systemId)} mailbox ${mailbox}${counts}.`);
+    return text(`Linked ${ctx.views.systemName(systemId)} mailbox ${mailbox}${counts}.`);
   },
 };
 
@@ -141,7 +136,7 @@ const unlink: Command = {
   async run(ctx, args) {
     const [systemId, mailbox] = systemAndMailbox(ctx, args.first, args.second, this.usage);
     const removed = await ctx.mailboxes.unlink(ctx.sender, systemId, mailbox, ctx.sender);
-    return text(removed ? `Unlinked ${systemName(ctx, systemId)} mailbox ${mailbox}.` : `You have no linked mailbox ${mailbox} on ${systemName(ctx, systemId)}.`);
+    return text(removed ? `Unlinked ${ctx.views.systemName(systemId)} mailbox ${mailbox}.` : `You have no linked mailbox ${mailbox} on ${ctx.views.systemName(systemId)}.`);
   },
 };
 
@@ -167,7 +162,7 @@ const mwi: Command = {
     const links = await ctx.mailboxes.selectLinks(ctx.sender, systemId, mailbox);
     if (links.length === 0) return text("None of your linked mailboxes matches. Say !list to see them.");
     const changed = await ctx.mailboxes.setMwi(ctx.sender, links, enabled);
-    const names = links.map((l) => `${systemName(ctx, l.systemId)} ${l.mailbox}`).join(", ");
+    const names = links.map((l) => `${ctx.views.systemName(l.systemId)} ${l.mailbox}`).join(", ");
     if (changed.length === 0) return text(`MWI was already ${enabled ? "on" : "off"} for ${names}.`);
     return text(`MWI is now ${enabled ? "on" : "off"} for ${names}.`);
   },
@@ -202,12 +197,8 @@ const set: Command = {
         return text(`Messages now go to ${value === "per-system" ? "each system's chat" : value === "summary" ? "the summary chat with the main bot" : "each system's chat and the summary chat"}.`);
       }
       default: {
-        try {
-          new Intl.DateTimeFormat("en", { timeZone: value });
-        } catch {
-          throw new CommandError(`"${value}" is not a time zone. Use an IANA name such as Europe/Berlin or America/New_York.`);
-        }
-        const canonical = new Intl.DateTimeFormat("en", { timeZone: value }).resolvedOptions().timeZone;
+        const canonical = canonicalTimeZone(value);
+        if (!canonical) throw new CommandError(`"${value}" is not a time zone. Use an IANA name such as Europe/Berlin or America/New_York.`);
         await ctx.store.updateProfile(ctx.sender, { timezone: canonical });
         return text(`Time stamps are now shown in ${canonical}.`);
       }
@@ -252,7 +243,7 @@ const admin: Command = {
     const user = String(args.user);
     if (!USER_ID.test(user)) throw new CommandError(`"${user}" is not a Matrix user ID such as @alice:example.org.`);
     const [systemId, mailbox] = systemAndMailbox(ctx, args.first, args.second, this.usage);
-    const name = systemName(ctx, systemId);
+    const name = ctx.views.systemName(systemId);
     if (args.action === "unlink") {
       const removed = await ctx.mailboxes.unlink(user, systemId, mailbox, ctx.sender);
       return text(removed ? `Unlinked ${name} mailbox ${mailbox} from ${user}.` : `${user} has no linked mailbox ${mailbox} on ${name}.`);

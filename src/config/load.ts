@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import yaml from "js-yaml";
 import AjvModule, { type ErrorObject } from "ajv";
+import { canonicalTimeZone } from "../core/format.js";
 import { configSchema } from "./schema.js";
 import type { BridgeConfig } from "./types.js";
 
@@ -42,15 +43,6 @@ function describe(error: ErrorObject): string {
   }
 }
 
-function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Checks that a schema cannot express: uniqueness across systems and bots. */
 function crossChecks(config: BridgeConfig): string[] {
   const problems: string[] = [];
@@ -70,7 +62,7 @@ function crossChecks(config: BridgeConfig): string[] {
       sipAddresses.add(address);
     }
   });
-  if (!isValidTimeZone(config.defaultTimezone)) {
+  if (!canonicalTimeZone(config.defaultTimezone)) {
     problems.push(`defaultTimezone: "${config.defaultTimezone}" is not an IANA time zone`);
   }
   return problems;

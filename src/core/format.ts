@@ -21,6 +21,15 @@ function mailboxesText(n: number): string {
   return n === 1 ? "1 mailbox" : `${n} mailboxes`;
 }
 
+/** The canonical name of an IANA time zone ("europe/berlin" -> "Europe/Berlin"), or undefined. */
+export function canonicalTimeZone(zone: string): string | undefined {
+  try {
+    return new Intl.DateTimeFormat("en", { timeZone: zone }).resolvedOptions().timeZone;
+  } catch {
+    return undefined;
+  }
+}
+
 /** "25 Nov 2026, 15:03 CET": a time in the user's zone, with the zone named. */
 export function formatTimestamp(ms: number, timeZone: string): string {
   return new Intl.DateTimeFormat("en-GB", {

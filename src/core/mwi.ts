@@ -1,5 +1,8 @@
 /** MWI state of one mailbox and how an update from a voice mail system changes it. No I/O here. */
 
+/** What a mailbox number may look like, wherever one comes in (webhook, commands). */
+export const MAILBOX_PATTERN = /^[\p{L}\p{N}@._+:*#-]{1,128}$/u;
+
 /** RFC 3842 counts are unsigned 32-bit; larger values are clamped to this. */
 export const MAX_COUNT = 4294967295;
 

@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
+import { accountRoomName } from "../app/targetService.js";
 import type { UserViews } from "../app/userViews.js";
 import { coalesce, type CoalescedChange } from "../core/coalesce.js";
 import { MWI_EVENT_TYPE, MWI_SUMMARY_EVENT_TYPE, mailboxStateKey } from "../core/events.js";
@@ -15,6 +16,7 @@ import { dmRoomName, mailboxesTopic, renderAggregate, renderNotification, type M
 import type { MailboxChange } from "../core/mwi.js";
 import { buildSummary, mailboxStateContent } from "../core/summary.js";
 import type { Bot, BotDirectory } from "../matrix/bots.js";
+import { messageContent, noticeContent } from "../matrix/content.js";
 import type { DmRooms } from "../matrix/dmRooms.js";
 import type { DmRoom, ExtraTarget, OutboxEntry, VoicemailStore } from "../store/store.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
@@ -277,15 +279,14 @@ export class DeliveryService {
       writer: new RoomWriter(this.bots.intent(bot), extra.roomId),
       bot,
       extra,
-      ...(extra.kind === "account" ? { rename: `Voicemail of ${extra.ownerId}` } : { stateOptional: true }),
+      ...(extra.kind === "account" ? { rename: accountRoomName(extra.ownerId) } : { stateOptional: true }),
     };
   }
 
   private async deliver(room: Extract<Resolved, { ok: true }>, entries: OutboxEntry[]): Promise<void> {
     const ownerId = entries[0]!.ownerId;
     for (const e of entries.filter((x) => x.notice)) {
-      const { body, html } = e.notice!;
-      await room.writer.send("m.room.message", { msgtype: "m.notice", body, format: "org.matrix.custom.html", formatted_body: html }, `vmn.${e.id}`);
+      await room.writer.send("m.room.message", noticeContent(e.notice!), `vmn.${e.id}`);
       this.metrics?.matrixEvents.inc({ kind: "message" });
     }
     const changeEntries = entries.filter((e) => e.change);
@@ -295,7 +296,7 @@ export class DeliveryService {
       const message = await this.render(room, ownerId, changes, views);
       await room.writer.send(
         "m.room.message",
-        { msgtype: message.msgtype, body: message.body, format: "org.matrix.custom.html", formatted_body: message.html },
+        messageContent(message, message.msgtype),
         transactionId("vm", changeEntries.map((e) => e.id)),
       );
       this.lastMessageAt.set(room.writer.roomId, Date.now());

@@ -7,6 +7,7 @@ import type { Logger } from "matrix-appservice-bridge";
 import type { DmRoom, VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
 import type { Bot, BotDirectory } from "./bots.js";
+import { membershipOf, openDirectRoom } from "./membership.js";
 
 export class DmRooms {
   private readonly creating = new KeyedQueue();
@@ -27,17 +28,8 @@ export class DmRooms {
       const existing = await this.store.getDmRoom(userId, bot.userId);
       const checked = existing && (await this.check(existing, bot));
       if (checked) return checked;
-      const { room_id: roomId } = await this.bots.intent(bot).createRoom({
-        createAsClient: true,
-        options: {
-          is_direct: true,
-          preset: "trusted_private_chat",
-          visibility: "private",
-          invite: [userId],
-          name: bot.displayName,
-          topic: bot.system ? `Voicemail notifications from ${bot.system.name}. Say !help for commands.` : "Voicemail bridge. Say !help for commands.",
-        },
-      });
+      const topic = bot.system ? `Voicemail notifications from ${bot.system.name}. Say !help for commands.` : "Voicemail bridge. Say !help for commands.";
+      const roomId = await openDirectRoom(this.bots.intent(bot), userId, bot.displayName, topic);
       const room: DmRoom = { userId, botUserId: bot.userId, roomId, userJoined: false, createdAt: Date.now(), lastName: bot.displayName };
       await this.store.saveDmRoom(room);
       this.log.info(`opened DM ${roomId} between ${bot.userId} and ${userId}`);
@@ -51,16 +43,7 @@ export class DmRooms {
    * user left reaches nobody.
    */
   private async check(room: DmRoom, bot: Bot): Promise<DmRoom | undefined> {
-    const membership = await this.bots
-      .intent(bot)
-      .matrixClient.getRoomStateEventContent(room.roomId, "m.room.member", room.userId)
-      .then((content: { membership?: string }) => content.membership)
-      .catch((err: { errcode?: string; statusCode?: number }) => {
-        // Not found or forbidden: the room is gone for us. Anything else: the homeserver is
-        // unwell, and the send that follows will fail or succeed on its own.
-        if (err.errcode === "M_NOT_FOUND" || err.errcode === "M_FORBIDDEN") return "leave";
-        return "unknown";
-      });
+    const membership = await membershipOf(this.bots.intent(bot), room.roomId, room.userId);
     if (membership === "leave" || membership === "ban") {
       await this.forget(room);
       return undefined;

@@ -53,7 +53,7 @@ export class EventHandler {
     this.dms = deps.dms;
     this.log = deps.log;
     this.metrics = deps.metrics;
-    this.systems = new Map(deps.config.systems.map((s) => [s.id, { id: s.id, name: s.name }]));
+    this.systems = deps.views.systems;
   }
 
   async onEvent(event: WeakEvent): Promise<void> {

@@ -1,11 +1,10 @@
 /** The webhook's JSON body: validated strictly, turned into an MwiUpdate. No I/O here. */
-import { clampCount, type MessageInfo, type MwiUpdate } from "../../core/mwi.js";
+import { clampCount, MAILBOX_PATTERN, type MessageInfo, type MwiUpdate } from "../../core/mwi.js";
 
 export type PayloadResult = { ok: true; update: MwiUpdate } | { ok: false; reason: string };
 
 const TOP_LEVEL_KEYS = new Set(["mailbox", "waiting", "new", "old", "urgent_new", "urgent_old", "message"]);
 const MESSAGE_KEYS = new Set(["ani", "dnis", "time", "duration"]);
-const MAILBOX_PATTERN = /^[\p{L}\p{N}@._+:*#-]{1,128}$/u;
 // Date.parse alone accepts "1" or "Wednesday"; the contract is ISO 8601 with a zone.
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
 const NUMBER_PATTERN = /^[\p{L}\p{N} @._+:*#()/-]{1,64}$/u;
