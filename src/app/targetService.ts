@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "matrix-appservice-bridge";
 import type { DeliveryService } from "../delivery/deliveryService.js";
 import { extraTarget } from "../delivery/targets.js";
+import { accountRoomName } from "../core/format.js";
 import type { BotDirectory } from "../matrix/bots.js";
 import { membershipOf, openDirectRoom } from "../matrix/membership.js";
 import type { ExtraTarget, VoicemailStore } from "../store/store.js";
@@ -17,8 +18,6 @@ const ROOM_ALIAS = /^#[^:\s]+:[^\s]+$/;
 
 export class TargetError extends Error {}
 
-/** The name of the room an account target is told in (the count is added on delivery). */
-export const accountRoomName = (ownerId: string) => `Voicemail of ${ownerId}`;
 
 export class TargetService {
   constructor(

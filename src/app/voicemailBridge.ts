@@ -13,7 +13,7 @@ import { WebhookGateway } from "../gateway/webhook/webhookGateway.js";
 import { WebhookRouter } from "../gateway/webhook/webhookHttp.js";
 import { BotDirectory } from "../matrix/bots.js";
 import { DmRooms } from "../matrix/dmRooms.js";
-import { EventHandler } from "../matrix/eventHandler.js";
+import { EventHandler } from "./eventHandler.js";
 import { DeliveryService } from "../delivery/deliveryService.js";
 import { PresenceTracker } from "../delivery/presence.js";
 import { openStore } from "../store/nedbStore.js";
@@ -23,7 +23,7 @@ import { KeyedQueue } from "../util/keyedQueue.js";
 import { createMetrics, type VoicemailMetrics } from "../util/metrics.js";
 import { MailboxService } from "./mailboxService.js";
 import { TargetService } from "./targetService.js";
-import { UserViews } from "./userViews.js";
+import { UserViews } from "../delivery/userViews.js";
 
 const HANDLED_EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 

@@ -1,6 +1,8 @@
 /** The bridge's configuration, as read from config.yaml after schema validation. */
 
-export type PermissionLevel = "none" | "user" | "admin";
+import type { PermissionLevel } from "../core/permissions.js";
+
+export type { PermissionLevel };
 
 export interface HomeserverConfig {
   /** Client-server API base URL the bridge talks to. */

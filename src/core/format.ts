@@ -17,6 +17,9 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** The name of the room an account target is told in (the count is added on delivery). */
+export const accountRoomName = (ownerId: string) => `Voicemail of ${ownerId}`;
+
 function mailboxesText(n: number): string {
   return n === 1 ? "1 mailbox" : `${n} mailboxes`;
 }

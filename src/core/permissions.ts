@@ -2,7 +2,8 @@
  * The permissions map of the config: keys are a user ID, a server name or "*"; the most
  * specific entry wins (user over server over "*"), as in other matrix-org bridges.
  */
-import type { PermissionLevel } from "../config/types.js";
+/** What a Matrix user may do with the bridge. */
+export type PermissionLevel = "none" | "user" | "admin";
 
 const rank: Record<PermissionLevel, number> = { none: 0, user: 1, admin: 2 };
 

@@ -8,11 +8,10 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
-import { accountRoomName } from "../app/targetService.js";
-import type { UserViews } from "../app/userViews.js";
+import type { UserViews } from "./userViews.js";
 import { coalesce, type CoalescedChange } from "../core/coalesce.js";
 import { MWI_EVENT_TYPE, MWI_SUMMARY_EVENT_TYPE, mailboxStateKey } from "../core/events.js";
-import { dmRoomName, mailboxesTopic, renderAggregate, renderNotification, type MailboxView, type RenderedText } from "../core/format.js";
+import { accountRoomName, dmRoomName, mailboxesTopic, renderAggregate, renderNotification, type MailboxView, type RenderedText } from "../core/format.js";
 import type { MailboxChange } from "../core/mwi.js";
 import { buildSummary, mailboxStateContent } from "../core/summary.js";
 import type { Bot, BotDirectory } from "../matrix/bots.js";

@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { readFileSync } from "node:fs";
 import { MWI_EVENT_TYPE, MWI_SUMMARY_EVENT_TYPE } from "../../src/core/events.js";
 import { postWebhook } from "../testbed/bridgeProcess.js";
+import { freePort } from "../testbed/ports.js";
 import { waitForEvent, waitForInvite, waitForState } from "../testbed/matrixClient.js";
 import { botMessages, requireTestbed, sleep, timelineOf, World, type User } from "./world.js";
 
@@ -29,8 +30,8 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
   before(async (t) => {
     if (!(await requireTestbed(t as never))) return;
     world = await World.create({
-      synapsePort: 18208,
-      bridgePort: 19208,
+      synapsePort: await freePort(),
+      bridgePort: await freePort(),
       permissions: { localhost: "user", "@admin:localhost": "admin", "@mallory:localhost": "none" },
       systems: [
         { id: "carrier", name: "Carrier Voicemail", botLocalpart: "vm_carrier", kind: "webhook", footer: "Dial *86 to listen", webhook: { secret: CARRIER_SECRET, maxBodyBytes: 2048 } },

@@ -8,6 +8,7 @@ import { SetPresence } from "matrix-js-sdk/lib/sync.js";
 import type { MatrixEvent } from "matrix-js-sdk";
 import { MWI_EVENT_TYPE, MWI_SUMMARY_EVENT_TYPE } from "../../src/core/events.js";
 import { postWebhook } from "../testbed/bridgeProcess.js";
+import { freePort } from "../testbed/ports.js";
 import { waitForEvent, waitForInvite, waitForState } from "../testbed/matrixClient.js";
 import { botMessages, requireTestbed, sleep, World, type User } from "./world.js";
 
@@ -23,8 +24,8 @@ describe("delivery that never loses a notification", { timeout: 900_000 }, () =>
   before(async (t) => {
     if (!(await requireTestbed(t as never))) return;
     world = await World.create({
-      synapsePort: 18408,
-      bridgePort: 19408,
+      synapsePort: await freePort(),
+      bridgePort: await freePort(),
       systems: [
         { id: "carrier", name: "Carrier Voicemail", botLocalpart: "vm_carrier", kind: "webhook", footer: "Dial *86 to listen", webhook: { secret: SECRET } },
         { id: "office", name: "Office Voicemail", botLocalpart: "vm_office", kind: "webhook", webhook: { secret: SECRET } },

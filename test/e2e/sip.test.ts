@@ -79,8 +79,8 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
     t0 = Date.now();
     try {
       world = await World.create({
-        synapsePort: 18308,
-        bridgePort: 19308,
+        synapsePort: await freePort(),
+        bridgePort: await freePort(),
         systems: [
           {
             id: "office",

@@ -2,8 +2,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 
-import { carriesSecret, parseCommand, type Parsed } from "../../src/commands/parser.js";
-import { COMMANDS } from "../../src/commands/commands.js";
+import { carriesSecret, parseCommand, type Parsed } from "../../src/app/commands/parser.js";
+import { COMMANDS } from "../../src/app/commands/commands.js";
 
 const parse = (text: string): Parsed => parseCommand(text, COMMANDS);
 

@@ -2,15 +2,15 @@
  * The `!command` table. `!help` is generated from it, showing only what the sender may use.
  * Handlers return the reply; the caller sends it as an m.notice.
  */
-import type { PermissionLevel } from "../config/types.js";
-import type { MailboxService } from "../app/mailboxService.js";
-import { canonicalTimeZone, countsText, escapeHtml, renderMailboxList, type RenderedText } from "../core/format.js";
-import { MAILBOX_PATTERN } from "../core/mwi.js";
-import { atLeast } from "../core/permissions.js";
-import type { Bot } from "../matrix/bots.js";
-import { TargetError, USER_ID, type TargetService } from "../app/targetService.js";
-import type { UserViews } from "../app/userViews.js";
-import type { VoicemailStore } from "../store/store.js";
+import type { PermissionLevel } from "../../core/permissions.js";
+import type { MailboxService } from "../mailboxService.js";
+import { canonicalTimeZone, countsText, escapeHtml, renderMailboxList, type RenderedText } from "../../core/format.js";
+import { MAILBOX_PATTERN } from "../../core/mwi.js";
+import { atLeast } from "../../core/permissions.js";
+import type { Bot } from "../../matrix/bots.js";
+import { TargetError, USER_ID, type TargetService } from "../targetService.js";
+import type { UserViews } from "../../delivery/userViews.js";
+import type { VoicemailStore } from "../../store/store.js";
 import type { CommandDefinition } from "./parser.js";
 
 export interface CommandContext {

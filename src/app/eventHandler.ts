@@ -5,20 +5,20 @@
  */
 import type { Logger, WeakEvent } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
-import type { MailboxService } from "../app/mailboxService.js";
-import { COMMANDS, CommandError, text, type CommandContext } from "../commands/commands.js";
-import { carriesSecret, parseCommand } from "../commands/parser.js";
+import type { MailboxService } from "./mailboxService.js";
+import { COMMANDS, CommandError, text, type CommandContext } from "./commands/commands.js";
+import { carriesSecret, parseCommand } from "./commands/parser.js";
 import { atLeast, permissionLevel } from "../core/permissions.js";
 import type { VoicemailStore } from "../store/store.js";
 import type { KeyedQueue } from "../util/keyedQueue.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
-import type { Bot, BotDirectory } from "./bots.js";
-import type { DmRooms } from "./dmRooms.js";
-import { noticeContent } from "./content.js";
+import type { Bot, BotDirectory } from "../matrix/bots.js";
+import type { DmRooms } from "../matrix/dmRooms.js";
+import { noticeContent } from "../matrix/content.js";
 import type { DeliveryService } from "../delivery/deliveryService.js";
 import type { PresenceTracker } from "../delivery/presence.js";
-import type { TargetService } from "../app/targetService.js";
-import type { UserViews } from "../app/userViews.js";
+import type { TargetService } from "./targetService.js";
+import type { UserViews } from "../delivery/userViews.js";
 import type { RenderedText } from "../core/format.js";
 
 export interface EventHandlerDeps {
