@@ -26,6 +26,30 @@ export interface MessageInfo {
   duration?: number;
 }
 
+/**
+ * Control characters (C0, DEL, C1) and bidirectional overrides/isolates/marks: a caller field
+ * from outside must not reorder or hide what a client shows next to it.
+ */
+const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** A caller field as it may be shown: unsafe characters out, white space folded, bounded. */
+export function cleanCallerField(value: string): string | undefined {
+  const cleaned = value.replace(UNSAFE_CHARACTERS, " ").replace(/\s+/g, " ").trim().slice(0, 128);
+  return cleaned || undefined;
+}
+
+/** The message info with every text field cleaned; fields that end up empty are left out. */
+export function cleanMessageInfo(info: MessageInfo): MessageInfo | undefined {
+  const out: MessageInfo = {};
+  for (const key of ["ani", "dnis", "time"] as const) {
+    const value = info[key];
+    const cleaned = typeof value === "string" ? cleanCallerField(value) : undefined;
+    if (cleaned) out[key] = cleaned;
+  }
+  if (typeof info.duration === "number" && Number.isFinite(info.duration) && info.duration >= 0) out.duration = info.duration;
+  return Object.keys(out).length ? out : undefined;
+}
+
 export interface MwiUpdate {
   systemId: string;
   mailbox: string;
@@ -71,7 +95,8 @@ export function applyUpdate(previous: MailboxState | undefined, update: MwiUpdat
   if (previous && sameCounts(previous, update.counts)) return undefined;
   const arrived = update.counts.new > (previous?.new ?? 0);
   // A new message without caller details must not show the caller of an older one.
-  const lastMessage = update.message ?? (arrived ? undefined : previous?.lastMessage);
+  const message = update.message && cleanMessageInfo(update.message);
+  const lastMessage = message ?? (arrived ? undefined : previous?.lastMessage);
   const current: MailboxState = {
     systemId: update.systemId,
     mailbox: update.mailbox,

@@ -39,30 +39,31 @@ function countsOf(state: MailboxState | undefined): CountsContent {
 
 /** Builds the summary; keys are sorted so equal summaries serialise equally. */
 export function buildSummary(userId: string, mailboxes: LinkedMailbox[]): SummaryContent {
-  const systems: Record<string, SystemSummary> = {};
+  // Maps, then own properties: system IDs and mailbox numbers come from outside, and "__proto__"
+  // is a valid one (as a plain object key it would reach Object.prototype).
+  const systems = new Map<string, Omit<SystemSummary, "mailboxes"> & { mailboxes: Map<string, CountsContent> }>();
   // Code-unit order, not localeCompare: distinct but "equivalent" names must still sort apart.
   const compare = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
   const sorted = [...mailboxes].sort((a, b) => compare(a.systemId, b.systemId) || compare(a.mailbox, b.mailbox));
   for (const m of sorted) {
     const counts = countsOf(m.state);
-    const system = (systems[m.systemId] ??= {
-      name: m.systemName,
-      waiting: false,
-      new: 0,
-      old: 0,
-      urgent_new: 0,
-      urgent_old: 0,
-      mailboxes: {},
-    });
-    system.mailboxes[m.mailbox] = counts;
+    let system = systems.get(m.systemId);
+    if (!system) {
+      system = { name: m.systemName, waiting: false, new: 0, old: 0, urgent_new: 0, urgent_old: 0, mailboxes: new Map() };
+      systems.set(m.systemId, system);
+    }
+    system.mailboxes.set(m.mailbox, counts);
     system.waiting ||= counts.waiting;
     system.new += counts.new;
     system.old += counts.old;
     system.urgent_new += counts.urgent_new;
     system.urgent_old += counts.urgent_old;
   }
-  const total_new = Object.values(systems).reduce((sum, s) => sum + s.new, 0);
-  return { user_id: userId, total_new, systems };
+  const total_new = [...systems.values()].reduce((sum, s) => sum + s.new, 0);
+  const content: Record<string, SystemSummary> = Object.fromEntries(
+    [...systems].map(([id, s]) => [id, { ...s, mailboxes: Object.fromEntries(s.mailboxes) }]),
+  );
+  return { user_id: userId, total_new, systems: content };
 }
 
 /** The per-mailbox state event content (F13, F8). */

@@ -261,3 +261,25 @@ describe("clampCount", () => {
     );
   });
 });
+
+describe("caller fields from outside", () => {
+  const update = (message: MessageInfo) => ({
+    systemId: "s", mailbox: "1001", counts: { waiting: true, new: 1, old: 0, urgentNew: 0, urgentOld: 0 }, message, receivedAt: 1,
+  });
+  it("lose control and bidi characters before they are stored or shown", () => {
+    const change = applyUpdate(undefined, update({ ani: "+1555\u202e0001\u0000\n@room", dnis: "\u2066 1001 \u2069", duration: 4 }));
+    assert.deepEqual(change?.current.lastMessage, { ani: "+1555 0001 @room", dnis: "1001", duration: 4 });
+  });
+  it("a field that is nothing but such characters is left out", () => {
+    const change = applyUpdate(undefined, update({ ani: "\u200e\u200f", dnis: "1001" }));
+    assert.deepEqual(change?.current.lastMessage, { dnis: "1001" });
+  });
+  it("no output ever holds an unsafe character (property)", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 80 }), (ani) => {
+        const shown = applyUpdate(undefined, update({ ani }))?.current.lastMessage?.ani ?? "";
+        assert.doesNotMatch(shown, /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/);
+      }),
+    );
+  });
+});

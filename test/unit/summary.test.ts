@@ -217,3 +217,20 @@ describe("mailboxStateContent", () => {
     assert.equal(MWI_SUMMARY_EVENT_TYPE, "org.voicemail.mwi.summary");
   });
 });
+
+describe("keys from outside", () => {
+  const state = (systemId: string, mailbox: string, n: number): MailboxState => ({
+    systemId, mailbox, waiting: n > 0, new: n, old: 0, urgentNew: 0, urgentOld: 0, updated: 1,
+  });
+  it("a system or mailbox named __proto__ or constructor is kept like any other", () => {
+    const summary = buildSummary("@u:x", [
+      { systemId: "__proto__", systemName: "P", mailbox: "__proto__", state: state("__proto__", "__proto__", 2) },
+      { systemId: "constructor", systemName: "C", mailbox: "toString", state: state("constructor", "toString", 1) },
+    ]);
+    const json = JSON.parse(JSON.stringify(summary)) as { total_new: number; systems: Record<string, { new: number; mailboxes: Record<string, { new: number }> }> };
+    assert.equal(json.total_new, 3);
+    assert.deepEqual(Object.keys(json.systems).sort(), ["__proto__", "constructor"]);
+    assert.equal(json.systems["__proto__"]!.mailboxes["__proto__"]!.new, 2);
+    assert.equal(json.systems["constructor"]!.mailboxes["toString"]!.new, 1);
+  });
+});
