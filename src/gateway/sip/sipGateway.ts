@@ -4,14 +4,15 @@
  * with its credentials; `!mwi off` unsubscribes upstream.
  */
 import { BlockList, isIPv6 } from "node:net";
-import { readFileSync } from "node:fs";
+import pLimit from "p-limit";
 import type { SipSystemConfig } from "../../config/types.js";
 import type { MessageInfo, MwiUpdate } from "../../core/mwi.js";
 import { clampCount } from "../../core/mwi.js";
+import { withTimeout } from "../../util/timeout.js";
 import type { GatewayHost, LinkProof, LinkRequest, MailboxCredentials, VoicemailGateway } from "../gateway.js";
 import { newestInboxMessage } from "./asteriskSpool.js";
 import { parseMessageSummary, type MessageSummary } from "./messageSummary.js";
-import { SipUserAgent, type Subscription, type SubscribeResult, type UnsolicitedNotify } from "./userAgent.js";
+import { SipUserAgent, type SipTlsOptions, type Subscription, type SubscribeResult, type UnsolicitedNotify } from "./userAgent.js";
 
 /** How long a link waits for the first NOTIFY after the 200 (RFC 6665 requires one at once). */
 const FIRST_NOTIFY_TIMEOUT_MS = 5_000;
@@ -60,8 +61,8 @@ export class SipGateway implements VoicemailGateway {
   /** The one subscription per watched mailbox. */
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly allowedSources = new BlockList();
-  private startsInFlight = 0;
-  private readonly waitingStarts: (() => void)[] = [];
+  /** Subscribes and unsubscribes a few at a time. */
+  private readonly throttle = pLimit(STARTS_IN_FLIGHT);
 
   constructor(
     readonly system: SipSystemConfig,
@@ -91,18 +92,14 @@ export class SipGateway implements VoicemailGateway {
   async start(): Promise<void> {
     const { local, server } = this.system.sip;
     const log = this.host.log;
+    // Typed, not spread: a misspelt key here (it once was `ca`) is a compile error.
+    const tls: SipTlsOptions = { rejectUnauthorized: server.rejectUnauthorized ?? true };
+    if (server.caFile) tls.caFile = server.caFile;
     this.ua = await SipUserAgent.start({
       bindAddress: local.bindAddress,
       port: local.port,
       ...(local.publicAddress ? { publicAddress: local.publicAddress } : {}),
-      ...(server.transport === "tls"
-        ? {
-            tls: {
-              rejectUnauthorized: server.rejectUnauthorized ?? true,
-              ...(server.caFile ? { ca: readFileSync(server.caFile, "utf8") } : {}),
-            },
-          }
-        : {}),
+      ...(server.transport === "tls" ? { tls } : {}),
       logger: {
         debug: (m) => log.debug(m),
         info: (m) => log.info(m),
@@ -118,10 +115,9 @@ export class SipGateway implements VoicemailGateway {
     // A few at a time, like start-up: all at once, most answers would be lost in the burst.
     const all = [...this.subscriptions.values()];
     this.subscriptions.clear();
-    const unsubscribeAll = Promise.all(all.map((s) => this.throttled(() => s.unsubscribe().catch(() => undefined))));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([unsubscribeAll, new Promise((r) => (timer = setTimeout(r, STOP_BUDGET_MS)))]);
-    clearTimeout(timer);
+    const unsubscribeAll = Promise.all(all.map((s) => this.throttle(() => s.unsubscribe().catch(() => undefined))));
+    await withTimeout(unsubscribeAll, STOP_BUDGET_MS, undefined);
+    this.throttle.clearQueue();
     await this.ua?.close();
   }
 
@@ -141,13 +137,7 @@ export class SipGateway implements VoicemailGateway {
   async proveLink(request: LinkRequest): Promise<LinkProof> {
     const credentials = { username: request.authUser ?? request.mailbox, password: request.password ?? "" };
     const sub = this.subscription(request.mailbox, credentials);
-    const firstNotify = new Promise<string | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), FIRST_NOTIFY_TIMEOUT_MS);
-      sub.once("notify", (body) => {
-        clearTimeout(timer);
-        resolve(body);
-      });
-    });
+    const firstNotify = withTimeout(new Promise<string>((resolve) => sub.once("notify", resolve)), FIRST_NOTIFY_TIMEOUT_MS, undefined);
     const result = await sub.start();
     if (!result.ok) {
       await sub.unsubscribe().catch(() => undefined);
@@ -179,7 +169,7 @@ export class SipGateway implements VoicemailGateway {
     const firstReport = new Promise<void>((resolve) => (reported = resolve));
     this.adopt(mailbox, sub, reported);
     // At start-up thousands of mailboxes are watched at once: they subscribe a few at a time.
-    void this.throttled(async () => {
+    void this.throttle(async () => {
       const result = await sub.start();
       if (result.ok) return;
       // Transient failures are retried by the subscription itself, with backoff; a refused one
@@ -188,9 +178,7 @@ export class SipGateway implements VoicemailGateway {
       if (sub.state === "terminated" && this.subscriptions.get(mailbox) === sub) this.subscriptions.delete(mailbox);
       reported();
     });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([firstReport, new Promise<void>((resolve) => (timer = setTimeout(resolve, FIRST_NOTIFY_TIMEOUT_MS)))]);
-    clearTimeout(timer);
+    await withTimeout(firstReport, FIRST_NOTIFY_TIMEOUT_MS, undefined);
   }
 
   async unwatch(mailbox: string): Promise<void> {
@@ -274,16 +262,5 @@ export class SipGateway implements VoicemailGateway {
     if (!update) return 400;
     await this.host.acceptUpdate(await this.withCallerDetails(update));
     return 200;
-  }
-
-  private async throttled(task: () => Promise<void>): Promise<void> {
-    if (this.startsInFlight >= STARTS_IN_FLIGHT) await new Promise<void>((r) => this.waitingStarts.push(r));
-    this.startsInFlight++;
-    try {
-      await task();
-    } finally {
-      this.startsInFlight--;
-      this.waitingStarts.shift()?.();
-    }
   }
 }
