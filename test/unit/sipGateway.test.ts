@@ -24,7 +24,7 @@ function system(unsolicitedSources: string[]): SipSystemConfig {
     botLocalpart: "vm_office",
     kind: "sip",
     sip: {
-      server: { host: "127.0.0.1", port: 9, transport: "udp" },
+      server: { host: "127.0.0.1", port: 9, transport: "udp", rejectUnauthorized: true },
       local: { bindAddress: "127.0.0.1", port: 0 },
       expires: 3600,
       unsolicitedSources,
@@ -161,11 +161,11 @@ describe("SIP gateway: TLS to a PBX with a private CA", () => {
     const { caFile, cert, key } = privateCa(dir);
     const pbx = await tlsPbx(cert, key);
     const config = system([]);
-    config.sip.server = { host: "127.0.0.1", port: pbx.port, transport: "tls", caFile };
+    config.sip.server = { host: "127.0.0.1", port: pbx.port, transport: "tls", caFile, rejectUnauthorized: true };
     const gw = new SipGateway(config, { acceptUpdate: async () => undefined, log: quiet });
     await gw.start();
     try {
-      const proof = await gw.proveLink({ userId: "@alice:example.org", mailbox: "1001", password: "secret" });
+      const proof = await gw.linking.prove({ userId: "@alice:example.org", mailbox: "1001", password: "secret" });
       // The handshake succeeded: the PBX got the SUBSCRIBE and its 404 came back.
       assert.deepEqual(pbx.subscribes, ["sip:1001@127.0.0.1"]);
       assert.deepEqual(proof, { ok: false, reason: "the server has no such mailbox" });

@@ -5,13 +5,23 @@
  */
 import { BlockList, isIPv6 } from "node:net";
 import pLimit from "p-limit";
-import type { SipSystemConfig } from "../../config/types.js";
 import type { MessageInfo, MwiUpdate } from "../../core/mwi.js";
 import { clampCount } from "../../core/mwi.js";
 import { withTimeout } from "../../util/timeout.js";
-import type { GatewayHost, LinkProof, LinkRequest, MailboxCredentials, VoicemailGateway } from "../gateway.js";
+import type {
+  GatewayHost,
+  KindSystem,
+  LinkingCapability,
+  LinkProof,
+  LinkRequest,
+  MailboxCredentials,
+  UpstreamMwiCapability,
+  VoicemailGateway,
+  WatchingCapability,
+} from "../gateway.js";
 import { newestInboxMessage } from "./asteriskSpool.js";
 import { parseMessageSummary, type MessageSummary } from "./messageSummary.js";
+import type { SipSettings } from "./settings.js";
 import { SipUserAgent, type SipTlsOptions, type Subscription, type SubscribeResult, type UnsolicitedNotify } from "./userAgent.js";
 
 /** How long a link waits for the first NOTIFY after the 200 (RFC 6665 requires one at once). */
@@ -55,8 +65,16 @@ function messageFromSummary(summary: MessageSummary): MessageInfo | undefined {
 }
 
 export class SipGateway implements VoicemailGateway {
-  readonly selfServiceLinking = true;
-  readonly switchesMwiUpstream = true;
+  readonly linking: LinkingCapability = { prove: (request) => this.proveLink(request) };
+  readonly watching: WatchingCapability = {
+    watch: (mailbox, credentials) => this.watch(mailbox, credentials),
+    unwatch: (mailbox) => this.unwatch(mailbox),
+  };
+  /** `!mwi off` ends the subscription; `!mwi on` subscribes again. */
+  readonly upstreamMwi: UpstreamMwiCapability = {
+    switchOn: (mailbox, credentials) => this.watch(mailbox, credentials),
+    switchOff: (mailbox) => this.unwatch(mailbox),
+  };
   private ua?: SipUserAgent;
   /** The one subscription per watched mailbox. */
   private readonly subscriptions = new Map<string, Subscription>();
@@ -65,7 +83,7 @@ export class SipGateway implements VoicemailGateway {
   private readonly throttle = pLimit(STARTS_IN_FLIGHT);
 
   constructor(
-    readonly system: SipSystemConfig,
+    readonly system: KindSystem<"sip", SipSettings>,
     private readonly host: GatewayHost,
   ) {
     for (const source of system.sip.unsolicitedSources) {
@@ -93,7 +111,7 @@ export class SipGateway implements VoicemailGateway {
     const { local, server } = this.system.sip;
     const log = this.host.log;
     // Typed, not spread: a misspelt key here (it once was `ca`) is a compile error.
-    const tls: SipTlsOptions = { rejectUnauthorized: server.rejectUnauthorized ?? true };
+    const tls: SipTlsOptions = { rejectUnauthorized: server.rejectUnauthorized };
     if (server.caFile) tls.caFile = server.caFile;
     this.ua = await SipUserAgent.start({
       bindAddress: local.bindAddress,
@@ -134,7 +152,7 @@ export class SipGateway implements VoicemailGateway {
   }
 
   /** Subscribes with the user's credentials: a 200 and a first NOTIFY prove the mailbox is theirs. */
-  async proveLink(request: LinkRequest): Promise<LinkProof> {
+  private async proveLink(request: LinkRequest): Promise<LinkProof> {
     const credentials = { username: request.authUser ?? request.mailbox, password: request.password ?? "" };
     const sub = this.subscription(request.mailbox, credentials);
     const firstNotify = withTimeout(new Promise<string>((resolve) => sub.once("notify", resolve)), FIRST_NOTIFY_TIMEOUT_MS, undefined);
@@ -158,7 +176,7 @@ export class SipGateway implements VoicemailGateway {
    * the subscription failed, or FIRST_NOTIFY_TIMEOUT_MS passed: whoever shows the counts next
    * (`!mwi on`) shows fresh ones, not those from before MWI was switched off.
    */
-  async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
+  private async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
     if (this.subscriptions.has(mailbox)) return;
     if (!credentials) {
       this.host.log.warn(`${this.systemId}: cannot watch ${mailbox}: no stored credentials (link it again with !link)`);
@@ -181,7 +199,7 @@ export class SipGateway implements VoicemailGateway {
     await withTimeout(firstReport, FIRST_NOTIFY_TIMEOUT_MS, undefined);
   }
 
-  async unwatch(mailbox: string): Promise<void> {
+  private async unwatch(mailbox: string): Promise<void> {
     const sub = this.subscriptions.get(mailbox);
     if (!sub) return;
     this.subscriptions.delete(mailbox);
@@ -236,7 +254,7 @@ export class SipGateway implements VoicemailGateway {
   private async withCallerDetails(update: MwiUpdate): Promise<MwiUpdate> {
     const spool = this.system.sip.asteriskSpool;
     if (!spool || update.message || update.counts.new === 0) return update;
-    const message = await newestInboxMessage(spool.dir, spool.context ?? "default", update.mailbox).catch(() => undefined);
+    const message = await newestInboxMessage(spool.dir, spool.context, update.mailbox).catch(() => undefined);
     return message ? { ...update, message } : update;
   }
 
