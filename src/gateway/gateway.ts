@@ -56,7 +56,7 @@ export interface UpstreamMwiCapability {
 }
 
 /** Where an HTTP listener of a kind's own is: systems naming the same address and port share one. */
-export interface HttpListen {
+interface HttpListen {
   port: number;
   /** The appservice's bindAddress when unset. */
   bindAddress?: string;

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { isToken, quote, splitTopLevel, unquote } from "./headers.js";
 
-export type DigestAlgorithm = "MD5" | "MD5-sess" | "SHA-256" | "SHA-256-sess" | "SHA-512-256" | "SHA-512-256-sess";
+type DigestAlgorithm = "MD5" | "MD5-sess" | "SHA-256" | "SHA-256-sess" | "SHA-512-256" | "SHA-512-256-sess";
 
 /** Strongest first: the order in which we pick among several challenges (RFC 7616 §3.7). */
 const PREFERENCE: readonly DigestAlgorithm[] = ["SHA-512-256", "SHA-512-256-sess", "SHA-256", "SHA-256-sess", "MD5", "MD5-sess"];

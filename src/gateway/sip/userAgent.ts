@@ -19,7 +19,7 @@ import { EVENT_PACKAGE, MWI_CONTENT_TYPE, Subscription, type SipTarget, type Sub
 import { DEFAULT_TIMERS, TransactionLayer, type ClientOutcome, type TimerConfig } from "./transaction.js";
 import { SipTransport, type Endpoint, type SipLogger, type SipTlsOptions } from "./transport.js";
 
-export type { SipTarget, SubscriptionOptions, SubscribeResult, SubscriptionState, NotifyInfo } from "./subscription.js";
+export type { SipTarget, SubscriptionOptions, SubscribeResult, NotifyInfo } from "./subscription.js";
 export { Subscription } from "./subscription.js";
 export type { Endpoint, SipLogger, SipTlsOptions } from "./transport.js";
 

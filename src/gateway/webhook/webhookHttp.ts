@@ -45,7 +45,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-export function sendJson(res: ServerResponse, response: WebhookResponse): void {
+function sendJson(res: ServerResponse, response: WebhookResponse): void {
   const body = JSON.stringify(response.body);
   res.writeHead(response.status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
