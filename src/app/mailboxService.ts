@@ -97,7 +97,7 @@ export class MailboxService {
     if (!removed) return false;
     this.log.info(`${by} unlinked ${systemId}/${mailbox} from ${userId}`);
     const gateway = this.gateways.get(systemId);
-    await gateway?.unwatch(mailbox);
+    await gateway?.watching?.unwatch(mailbox);
     // Others still linked keep the mailbox watched, now with their own credentials: the
     // watch may have used the ones just forgotten.
     if ((await this.store.linksForMailbox(systemId, mailbox)).some((l) => l.mwiEnabled)) await this.watch(systemId, mailbox);
@@ -118,12 +118,12 @@ export class MailboxService {
       const switchedOnAt = Date.now();
       await this.store.setLinkMwi(userId, link.systemId, link.mailbox, enabled);
       const gateway = this.gateways.get(link.systemId);
-      const upstream = gateway?.switchesMwiUpstream === true;
+      const upstream = gateway?.upstreamMwi;
       if (upstream) {
         const othersWant = (await this.store.linksForMailbox(link.systemId, link.mailbox)).some((l) => l.mwiEnabled);
-        // The watch resolves once the system has reported the mailbox again (or gave up).
-        if (enabled) await this.watch(link.systemId, link.mailbox);
-        else if (!othersWant) await gateway!.unwatch(link.mailbox);
+        // Switching on resolves once the system has reported the mailbox again (or gave up).
+        if (enabled) await upstream.switchOn(link.mailbox, await this.credentialsFor(link.systemId, link.mailbox));
+        else if (!othersWant) await upstream.switchOff(link.mailbox);
       }
       this.log.info(`${userId} switched MWI ${enabled ? "on" : "off"} for ${link.systemId}/${link.mailbox}`);
       // Upstream systems sent nothing while MWI was off: the stored counts may be stale. If the
@@ -147,7 +147,7 @@ export class MailboxService {
   }
 
   private async watch(systemId: string, mailbox: string): Promise<void> {
-    await this.gateways.get(systemId)?.watch(mailbox, await this.credentialsFor(systemId, mailbox));
+    await this.gateways.get(systemId)?.watching?.watch(mailbox, await this.credentialsFor(systemId, mailbox));
   }
 
   /**

@@ -5,12 +5,11 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer } from "node:http";
 import { AppService, Bridge, Logger, type WeakEvent } from "matrix-appservice-bridge";
-import type { BridgeConfig, SystemConfig } from "../config/types.js";
+import type { BridgeConfig } from "../config/types.js";
 import { readRegistration, registrationMismatch } from "../config/registration.js";
 import type { GatewayHost, VoicemailGateway } from "../gateway/gateway.js";
-import { SipGateway } from "../gateway/sip/sipGateway.js";
-import { WebhookGateway } from "../gateway/webhook/webhookGateway.js";
-import { WebhookRouter } from "../gateway/webhook/webhookHttp.js";
+import { HttpRouter } from "../gateway/http.js";
+import { createGateway } from "../gateway/registry.js";
 import { BotDirectory } from "../matrix/bots.js";
 import { DmRooms } from "../matrix/dmRooms.js";
 import { EventHandler } from "./eventHandler.js";
@@ -34,7 +33,7 @@ const HANDLED_EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 class ListenerWithWebhook extends AppService {
   constructor(
     homeserverToken: string,
-    private readonly webhook: WebhookRouter,
+    private readonly webhook: HttpRouter,
   ) {
     super({ homeserverToken });
   }
@@ -49,16 +48,6 @@ class ListenerWithWebhook extends AppService {
       server.once("error", reject);
       server.listen(port, hostname, backlog, () => resolve());
     });
-  }
-}
-
-/** One gateway per configured system; a new kind adds its case here. */
-function createGateway(system: SystemConfig, host: GatewayHost): VoicemailGateway {
-  switch (system.kind) {
-    case "webhook":
-      return new WebhookGateway(system, host);
-    case "sip":
-      return new SipGateway(system, host);
   }
 }
 
@@ -121,20 +110,22 @@ export class VoicemailBridge {
     const targets = new TargetService(store, bots, delivery, new Logger("Targets"));
     handler = new EventHandler({ config, store, bots, dms, mailboxes, views, targets, delivery, presence, userQueue, log: new Logger("Events"), ...(metrics ? { metrics } : {}) });
 
-    // Webhooks on the appservice listener, or on a listener per configured port.
-    const routers = new Map<string, WebhookRouter>();
+    // HTTP of the kinds that have it: on the appservice listener, or on a listener per address
+    // and port that systems asked for (systems naming the same one share it).
+    const routers = new Map<string, HttpRouter>();
     const routerFor = (key: string) => {
       let router = routers.get(key);
-      if (!router) routers.set(key, (router = new WebhookRouter(new Logger("Webhook"), metrics?.webhookRequests)));
+      if (!router) routers.set(key, (router = new HttpRouter()));
       return router;
     };
     const mainRouter = routerFor("appservice");
     for (const system of config.systems) {
-      const gateway = createGateway(system, { acceptUpdate: (u) => mailboxes.acceptUpdate(u), log: new Logger(`Gateway:${system.id}`) });
+      const host: GatewayHost = { acceptUpdate: (u) => mailboxes.acceptUpdate(u), log: new Logger(`Gateway:${system.id}`), ...(metrics ? { metrics } : {}) };
+      const gateway = createGateway(system, host);
       this.gateways.set(system.id, gateway);
-      if (gateway instanceof WebhookGateway) {
-        const { port, bindAddress } = gateway.system.webhook;
-        routerFor(port ? `${bindAddress ?? config.appservice.bindAddress}:${port}` : "appservice").add(gateway);
+      if (gateway.http) {
+        const listen = gateway.http.listen;
+        routerFor(listen ? `${listen.bindAddress ?? config.appservice.bindAddress}:${listen.port}` : "appservice").add(gateway.http);
       }
     }
 

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import yaml from "js-yaml";
 import AjvModule, { type ErrorObject } from "ajv";
 import { canonicalTimeZone } from "../core/format.js";
+import { listenersOf } from "../gateway/registry.js";
 import { configSchema } from "./schema.js";
 import type { BridgeConfig } from "./types.js";
 
@@ -43,12 +44,46 @@ function describe(error: ErrorObject): string {
   }
 }
 
-/** Checks that a schema cannot express: uniqueness across systems and bots. */
+interface Listener {
+  /** The config key that sets it. */
+  at: string;
+  kind: string;
+  protocols: readonly string[];
+  address: string;
+  port: number;
+  shared: boolean;
+}
+
+/** Whether two bind addresses take the same port: the same one, or a wildcard over the other. */
+function overlap(a: string, b: string): boolean {
+  const v6 = (address: string) => address.includes(":");
+  return a === b || a === "::" || b === "::" || (a === "0.0.0.0" && !v6(b)) || (b === "0.0.0.0" && !v6(a));
+}
+
+function collide(a: Listener, b: Listener): boolean {
+  if (a.port === 0 || a.port !== b.port || !a.protocols.some((p) => b.protocols.includes(p))) return false;
+  // Systems of one kind on the same address and port share a listener (the webhooks' router).
+  if (a.shared && b.shared && a.kind === b.kind && a.address === b.address) return false;
+  return overlap(a.address, b.address);
+}
+
+/** Every port the bridge will open: its appservice listener and those its systems ask for. */
+function listeners(config: BridgeConfig): Listener[] {
+  const { bindAddress, port } = config.appservice;
+  const all: Listener[] = [{ at: "appservice.port", kind: "appservice", protocols: ["tcp"], address: bindAddress, port, shared: false }];
+  config.systems.forEach((system, i) => {
+    for (const l of listenersOf(system)) {
+      all.push({ at: `systems[${i}].${l.key}`, kind: system.kind, protocols: l.protocols, address: l.bindAddress ?? bindAddress, port: l.port, shared: l.shared ?? false });
+    }
+  });
+  return all;
+}
+
+/** Checks that a schema cannot express: uniqueness across systems, bots and listeners. */
 function crossChecks(config: BridgeConfig): string[] {
   const problems: string[] = [];
   const ids = new Set<string>();
   const localparts = new Set<string>([config.appservice.botLocalpart]);
-  const sipAddresses = new Set<string>();
   config.systems.forEach((system, i) => {
     if (ids.has(system.id)) problems.push(`systems[${i}].id: "${system.id}" is used by another system`);
     ids.add(system.id);
@@ -56,11 +91,11 @@ function crossChecks(config: BridgeConfig): string[] {
       problems.push(`systems[${i}].botLocalpart: "${system.botLocalpart}" is used by another bot`);
     }
     localparts.add(system.botLocalpart);
-    if (system.kind === "sip" && system.sip.local.port !== 0) {
-      const address = `${system.sip.local.bindAddress}:${system.sip.local.port}`;
-      if (sipAddresses.has(address)) problems.push(`systems[${i}].sip.local: ${address} is used by another SIP system`);
-      sipAddresses.add(address);
-    }
+  });
+  const opened = listeners(config);
+  opened.forEach((listener, i) => {
+    const taken = opened.slice(0, i).find((earlier) => collide(earlier, listener));
+    if (taken) problems.push(`${listener.at}: port ${listener.port} on ${listener.address} is taken by ${taken.at}`);
   });
   if (!canonicalTimeZone(config.defaultTimezone)) {
     problems.push(`defaultTimezone: "${config.defaultTimezone}" is not an IANA time zone`);

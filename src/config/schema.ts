@@ -1,179 +1,123 @@
 /**
- * JSON schema of config.yaml. Validation fills in defaults, so the rest of the bridge reads a
- * complete BridgeConfig. Each system kind adds its own settings block under `kind`.
+ * The schema of config.yaml, in TypeBox: the one source of the config's JSON schema (for ajv) and
+ * of its types (types.ts). Validation fills in defaults, so the bridge reads a complete config.
+ * Each registered kind adds its settings block under the key named by `kind`.
  */
+import { Type, type Static, type TObject, type TSchema, type TUnsafe } from "@sinclair/typebox";
+import type { PermissionLevel } from "../core/permissions.js";
+import { KINDS, type RegisteredKind } from "../gateway/registry.js";
+import type { KindDescriptor } from "../gateway/gateway.js";
+import { Const, Defaulted, DefaultedBlock, StringEnum } from "../util/schema.js";
 
-const localpart = { type: "string", pattern: "^[a-z0-9._=/-]+$", minLength: 1, maxLength: 100 };
-const httpUrl = { type: "string", pattern: "^https?://[^\\s/]+" };
-const port = { type: "integer", minimum: 1, maximum: 65535 };
+const localpart = Type.String({ pattern: "^[a-z0-9._=/-]+$", minLength: 1, maxLength: 100 });
+const httpUrl = Type.String({ pattern: "^https?://[^\\s/]+" });
+const port = Type.Integer({ minimum: 1, maximum: 65535 });
+const mxcUrl = Type.String({ pattern: "^mxc://[^/]+/.+" });
 
+/** The keys every system has, whatever its kind. */
 const systemBase = {
-  id: { type: "string", pattern: "^[a-z0-9_-]+$", minLength: 1, maxLength: 64 },
-  name: { type: "string", minLength: 1, maxLength: 100 },
+  id: Type.String({ pattern: "^[a-z0-9_-]+$", minLength: 1, maxLength: 64 }),
+  /** The bot's display name and the DM room's name. */
+  name: Type.String({ minLength: 1, maxLength: 100 }),
   botLocalpart: localpart,
-  avatarUrl: { type: "string", pattern: "^mxc://[^/]+/.+" },
-  footer: { type: "string", maxLength: 500 },
-  kind: { type: "string" },
+  avatarUrl: Type.Optional(mxcUrl),
+  /** Appended to every notification of the system. */
+  footer: Type.Optional(Type.String({ maxLength: 500 })),
 };
 
-const webhookSystem = {
+type SystemProperties<K extends string, S extends TSchema> = typeof systemBase & { kind: TUnsafe<K> } & { [P in K]: S };
+
+/** A system of one kind: the common keys, `kind`, and the kind's settings under its name. */
+function systemSchema<K extends string, S extends TSchema>(kind: KindDescriptor<K, S>): TObject<SystemProperties<K, S>> {
+  const properties = { ...systemBase, kind: Const(kind.kind), [kind.kind]: kind.settings } as SystemProperties<K, S>;
+  return Type.Object(properties, { additionalProperties: false });
+}
+
+type SystemOf<D> = D extends KindDescriptor<infer K, infer S> ? Static<TObject<SystemProperties<K, S>>> : never;
+
+export const SYSTEM_KINDS = KINDS.map((k) => k.kind);
+
+/**
+ * One system: a union discriminated by `kind`. As JSON it is `if kind = X then <X's schema>`
+ * rather than `anyOf`, so that ajv reports the problem in the system's own kind only.
+ */
+const system = Type.Unsafe<SystemOf<RegisteredKind>>({
   type: "object",
-  required: ["id", "name", "botLocalpart", "kind", "webhook"],
-  additionalProperties: false,
-  properties: {
-    ...systemBase,
-    kind: { const: "webhook" },
-    webhook: {
-      type: "object",
-      required: ["secret"],
-      additionalProperties: false,
-      properties: {
-        secret: { type: "string", minLength: 8 },
-        port,
-        bindAddress: { type: "string", minLength: 1 },
-        maxBodyBytes: { type: "integer", minimum: 256, maximum: 1048576, default: 16384 },
-      },
-    },
-  },
-};
+  required: ["kind"],
+  properties: { kind: { enum: SYSTEM_KINDS } },
+  allOf: KINDS.map((kind) => ({
+    if: { required: ["kind"], properties: { kind: { const: kind.kind } } },
+    then: systemSchema<string, TSchema>(kind),
+  })),
+});
 
-const host = { type: "string", minLength: 1, maxLength: 255, pattern: "^[A-Za-z0-9.:\\[\\]-]+$" };
+const levels = ["none", "user", "admin"] as const satisfies readonly PermissionLevel[];
 
-const sipSystem = {
-  type: "object",
-  required: ["id", "name", "botLocalpart", "kind", "sip"],
-  additionalProperties: false,
-  properties: {
-    ...systemBase,
-    kind: { const: "sip" },
-    sip: {
-      type: "object",
-      required: ["server"],
-      additionalProperties: false,
-      properties: {
-        server: {
-          type: "object",
-          required: ["host"],
-          additionalProperties: false,
-          properties: {
-            host,
-            port: { ...port, default: 5060 },
-            transport: { enum: ["udp", "tcp", "tls"], default: "udp" },
-            caFile: { type: "string", minLength: 1 },
-            rejectUnauthorized: { type: "boolean", default: true },
-          },
-        },
-        domain: host,
-        local: {
-          type: "object",
-          additionalProperties: false,
-          default: {},
-          properties: {
-            bindAddress: { type: "string", minLength: 1, default: "0.0.0.0" },
-            port: { type: "integer", minimum: 0, maximum: 65535, default: 5070 },
-            publicAddress: host,
-          },
-        },
-        expires: { type: "integer", minimum: 60, maximum: 86400, default: 3600 },
-        unsolicitedSources: {
-          type: "array",
-          default: [],
-          items: { type: "string", pattern: "^[0-9a-fA-F.:]+(/[0-9]{1,3})?$" },
-        },
-        asteriskSpool: {
-          type: "object",
-          required: ["dir"],
-          additionalProperties: false,
-          properties: {
-            dir: { type: "string", minLength: 1 },
-            context: { type: "string", pattern: "^[A-Za-z0-9_-]+$", default: "default" },
-          },
-        },
-      },
-    },
-  },
-};
-
-export const SYSTEM_KINDS = ["webhook", "sip"] as const;
-
-export const configSchema = {
-  type: "object",
-  required: ["homeserver", "appservice", "systems"],
-  additionalProperties: false,
-  properties: {
-    homeserver: {
-      type: "object",
-      required: ["url", "domain"],
-      additionalProperties: false,
-      properties: {
+export const configSchema = Type.Object(
+  {
+    homeserver: Type.Object(
+      {
+        /** Client-server API base URL the bridge talks to. */
         url: httpUrl,
-        domain: { type: "string", minLength: 1, pattern: "^[A-Za-z0-9.:\\[\\]-]+$" },
+        /** The server name: the part after the colon in user IDs. */
+        domain: Type.String({ minLength: 1, pattern: "^[A-Za-z0-9.:\\[\\]-]+$" }),
       },
-    },
-    appservice: {
-      type: "object",
-      required: ["port", "url"],
-      additionalProperties: false,
-      properties: {
-        bindAddress: { type: "string", minLength: 1, default: "127.0.0.1" },
+      { additionalProperties: false },
+    ),
+    appservice: Type.Object(
+      {
+        bindAddress: Defaulted(Type.String({ minLength: 1 }), "127.0.0.1"),
         port,
+        /** How the homeserver reaches this bridge; written into the registration. */
         url: httpUrl,
-        botLocalpart: { ...localpart, default: "voicemail" },
-        botDisplayName: { type: "string", minLength: 1, maxLength: 100, default: "Voicemail" },
-        botAvatarUrl: { type: "string", pattern: "^mxc://[^/]+/.+" },
+        /** The main bot: takes commands for every system. */
+        botLocalpart: Defaulted(localpart, "voicemail"),
+        botDisplayName: Defaulted(Type.String({ minLength: 1, maxLength: 100 }), "Voicemail"),
+        botAvatarUrl: Type.Optional(mxcUrl),
       },
-    },
-    database: {
-      type: "object",
-      additionalProperties: false,
-      default: {},
-      properties: {
-        uri: { type: "string", pattern: "^nedb:.+", default: "nedb:./data" },
-      },
-    },
-    permissions: {
-      type: "object",
-      default: {},
-      additionalProperties: { enum: ["none", "user", "admin"] },
-    },
-    systems: {
-      type: "array",
-      minItems: 1,
-      items: {
-        type: "object",
-        required: ["kind"],
-        properties: { kind: { enum: [...SYSTEM_KINDS] } },
-        allOf: [
-          { if: { required: ["kind"], properties: { kind: { const: "webhook" } } }, then: webhookSystem },
-          { if: { required: ["kind"], properties: { kind: { const: "sip" } } }, then: sipSystem },
-        ],
-      },
-    },
-    defaultTimezone: { type: "string", minLength: 1, default: "UTC" },
-    footer: { type: "string", maxLength: 500 },
-    logging: {
-      type: "object",
-      additionalProperties: false,
-      default: {},
-      properties: {
-        level: { enum: ["debug", "info", "warn", "error"], default: "info" },
-        file: { type: "string", minLength: 1 },
-      },
-    },
-    metrics: {
-      type: "object",
-      additionalProperties: false,
-      default: {},
-      properties: { enabled: { type: "boolean", default: true } },
-    },
-    encryption: {
-      type: "object",
-      additionalProperties: false,
-      default: {},
-      properties: {
-        key: { type: "string", pattern: "^[A-Za-z0-9+/]{43}=$" },
-        keyFile: { type: "string", minLength: 1, default: "./credentials.key" },
-      },
-    },
+      { additionalProperties: false },
+    ),
+    database: DefaultedBlock(
+      Type.Object(
+        {
+          /** `nedb:<directory>` (embedded, default). */
+          uri: Defaulted(Type.String({ pattern: "^nedb:.+" }), "nedb:./data"),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** User ID, server name or `*` -> level; the most specific entry wins. */
+    permissions: DefaultedBlock(
+      Type.Unsafe<Record<string, PermissionLevel>>({ type: "object", additionalProperties: { enum: [...levels] } }),
+    ),
+    systems: Type.Array(system, { minItems: 1 }),
+    /** Time zone for users who set none (IANA name). */
+    defaultTimezone: Defaulted(Type.String({ minLength: 1 }), "UTC"),
+    /** Appended to every notification of every system, after the system's own footer. */
+    footer: Type.Optional(Type.String({ maxLength: 500 })),
+    logging: DefaultedBlock(
+      Type.Object(
+        {
+          level: Defaulted(StringEnum(["debug", "info", "warn", "error"]), "info"),
+          /** Also log to this file (rotated daily by the bridge library). */
+          file: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    metrics: DefaultedBlock(Type.Object({ enabled: Defaulted(Type.Boolean(), true) }, { additionalProperties: false })),
+    /** How mailbox credentials are sealed in the store. */
+    encryption: DefaultedBlock(
+      Type.Object(
+        {
+          /** Base64 of 32 random bytes; wins over keyFile. */
+          key: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9+/]{43}=$" })),
+          /** Created with a fresh key (mode 0600) when missing. */
+          keyFile: Defaulted(Type.String({ minLength: 1 }), "./credentials.key"),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
-} as const;
+  { additionalProperties: false },
+);

@@ -1,10 +1,14 @@
 /**
- * One module per kind of voice mail system sits behind this interface (F15): it reports MWI
- * changes to the core and takes the few commands the core has for it. Adding a kind means
- * adding one module and one entry in the factory, nothing else.
+ * One folder per kind of voice mail system sits behind this interface (F15): it reports MWI
+ * changes to the core and offers what it can do as optional capabilities, which the core looks
+ * for (`gateway.linking`, `gateway.watching`, ...) instead of asking what class it is. A kind
+ * exports one KindDescriptor; registry.ts lists them.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Static, TSchema } from "@sinclair/typebox";
 import type { Logger } from "matrix-appservice-bridge";
 import type { MwiUpdate } from "../core/mwi.js";
+import type { VoicemailMetrics } from "../util/metrics.js";
 
 export interface LinkRequest {
   userId: string;
@@ -29,24 +33,89 @@ export interface GatewayHost {
   /** Resolves once the update is stored: only then may the gateway acknowledge it upstream. */
   acceptUpdate(update: MwiUpdate): Promise<void>;
   log: Logger;
+  metrics?: VoicemailMetrics;
+}
+
+/** Users link their own mailboxes: the kind can check that a mailbox is theirs. */
+export interface LinkingCapability {
+  prove(request: LinkRequest): Promise<LinkProof>;
+}
+
+/** MWI comes only for mailboxes the bridge asks for (a subscription, for SIP). */
+export interface WatchingCapability {
+  /** With the credentials a link stored, if any; resolves once the first report is in (or given up). */
+  watch(mailbox: string, credentials?: MailboxCredentials): Promise<void>;
+  unwatch(mailbox: string): Promise<void>;
+}
+
+/** `!mwi off` reaches the voice mail system, not only the bridge's delivery. */
+export interface UpstreamMwiCapability {
+  /** Resolves once the system has reported the mailbox again (or gave up). */
+  switchOn(mailbox: string, credentials?: MailboxCredentials): Promise<void>;
+  switchOff(mailbox: string): Promise<void>;
+}
+
+/** Where an HTTP listener of a kind's own is: systems naming the same address and port share one. */
+interface HttpListen {
+  port: number;
+  /** The appservice's bindAddress when unset. */
+  bindAddress?: string;
+}
+
+/** The system talks to the bridge over HTTP. */
+export interface HttpCapability {
+  /** A listener of its own; on the appservice listener when absent. */
+  readonly listen?: HttpListen;
+  /** The one path it answers, e.g. `/webhook/carrier` (a trailing slash and a query allowed). */
+  readonly path: string;
+  /** Answers the request, always; never rejects. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 export interface VoicemailGateway {
   readonly systemId: string;
-  /** Users may link mailboxes themselves: the kind can check they own them. */
-  readonly selfServiceLinking: boolean;
-  /** `!mwi off` reaches the voice mail system, not only the bridge's delivery. */
-  readonly switchesMwiUpstream: boolean;
-
   start(): Promise<void>;
   stop(): Promise<void>;
 
-  /** Checks a self-service link request; only called when selfServiceLinking is true. */
-  proveLink(request: LinkRequest): Promise<LinkProof>;
-  /**
-   * Start or stop receiving MWI for a mailbox (a subscription, for kinds that need one), with
-   * the credentials a link stored, if any.
-   */
-  watch(mailbox: string, credentials?: MailboxCredentials): Promise<void>;
-  unwatch(mailbox: string): Promise<void>;
+  readonly linking?: LinkingCapability;
+  readonly watching?: WatchingCapability;
+  readonly upstreamMwi?: UpstreamMwiCapability;
+  readonly http?: HttpCapability;
+  /** Planned for the kinds that come next (AMI, e-mail); no kind offers it yet: the audio of a message. */
+  readonly fetchRecording?: { fetch(mailbox: string, messageId: string): Promise<{ contentType: string; data: Uint8Array }> };
+  /** Planned likewise; no kind offers it yet: mark a message heard at the system, so its lamp goes out. */
+  readonly markHeard?: { markHeard(mailbox: string, messageId: string): Promise<void> };
+}
+
+/** What the factory of kind K is given: the system's id and its settings block under the key K. */
+export type KindSystem<K extends string, S> = { id: string; kind: K } & { [P in K]: S };
+
+/** A port the kind's systems open, for the config's check that no two listeners collide. */
+export interface KindListener {
+  /** The key below the system that sets it, for the error message: `sip.local`, `webhook.port`. */
+  key: string;
+  protocols: readonly ("tcp" | "udp")[];
+  /** The appservice's bindAddress when unset. */
+  bindAddress?: string;
+  /** 0: a free port chosen at start, which collides with nothing. */
+  port: number;
+  /** Systems of this kind with the same address and port share one listener. */
+  shared?: boolean;
+}
+
+/** Everything the core knows of one kind of voice mail system. */
+export interface KindDescriptor<K extends string = string, S extends TSchema = TSchema> {
+  /** The `kind:` of a system in config.yaml, and the key of its settings block. */
+  readonly kind: K;
+  /** The settings block's schema (TypeBox); validation fills its defaults in. */
+  readonly settings: S;
+  /** The ports a system of this kind opens, if any. */
+  listeners?(settings: Static<S>): KindListener[];
+  /** The gateway of one configured system. */
+  create(system: KindSystem<K, Static<S>>, host: GatewayHost): VoicemailGateway;
+}
+
+/** Declares a kind, keeping its name and settings type precise. */
+export function defineKind<const K extends string, S extends TSchema>(descriptor: KindDescriptor<K, S>): KindDescriptor<K, S> {
+  return descriptor;
 }

@@ -340,6 +340,63 @@ describe("validateConfig: each problem names its key path", () => {
   });
 });
 
+describe("validateConfig: listeners that would collide at start", () => {
+  /** rawTwoSystems with the two webhooks' blocks changed. */
+  function withWebhooks(first: Record<string, unknown>, second: Record<string, unknown> = {}): Record<string, any> {
+    const raw = rawTwoSystems();
+    Object.assign(raw.systems[0].webhook, first);
+    Object.assign(raw.systems[1].webhook, second);
+    return raw;
+  }
+  function sip(id: string, local: Record<string, unknown>): Record<string, unknown> {
+    return { id, name: id, botLocalpart: `vm_${id}`, kind: "sip", sip: { server: { host: "127.0.0.1" }, local } };
+  }
+
+  it("a webhook port equal to appservice.port", () => {
+    assert.deepEqual(problemsOf(withWebhooks({ port: 9000 })), ["systems[0].webhook.port: port 9000 on 127.0.0.1 is taken by appservice.port"]);
+    assert.deepEqual(problemsOf(withWebhooks({ port: 9000, bindAddress: "127.0.0.1" })), [
+      "systems[0].webhook.port: port 9000 on 127.0.0.1 is taken by appservice.port",
+    ]);
+    // A wildcard address takes the port on every address, the appservice's too.
+    assert.deepEqual(problemsOf(withWebhooks({ port: 9000, bindAddress: "0.0.0.0" })), [
+      "systems[0].webhook.port: port 9000 on 0.0.0.0 is taken by appservice.port",
+    ]);
+    assert.deepEqual(problemsOf(withWebhooks({ port: 9000, bindAddress: "::" })), ["systems[0].webhook.port: port 9000 on :: is taken by appservice.port"]);
+  });
+
+  it("the appservice port on another address is fine", () => {
+    assert.equal(validateConfig(withWebhooks({ port: 9000, bindAddress: "127.0.0.2" })).systems.length, 2);
+  });
+
+  it("two webhooks on one address and port share a listener; on two addresses of one port they are two", () => {
+    assert.equal(validateConfig(withWebhooks({ port: 9001 }, { port: 9001 })).systems.length, 2);
+    assert.equal(validateConfig(withWebhooks({ port: 9001, bindAddress: "127.0.0.1" }, { port: 9001 })).systems.length, 2);
+    assert.equal(validateConfig(withWebhooks({ port: 9001, bindAddress: "127.0.0.2" }, { port: 9001, bindAddress: "127.0.0.3" })).systems.length, 2);
+    // Two listeners, one of them on every address: the second cannot bind.
+    assert.deepEqual(problemsOf(withWebhooks({ port: 9001, bindAddress: "0.0.0.0" }, { port: 9001, bindAddress: "127.0.0.1" })), [
+      "systems[1].webhook.port: port 9001 on 127.0.0.1 is taken by systems[0].webhook.port",
+    ]);
+  });
+
+  it("two SIP systems on one local address and port; port 0 collides with nothing", () => {
+    const raw = rawTwoSystems();
+    raw.systems.push(sip("pbx1", {}), sip("pbx2", {}));
+    assert.deepEqual(problemsOf(raw), ["systems[3].sip.local: port 5070 on 0.0.0.0 is taken by systems[2].sip.local"]);
+    const free = rawTwoSystems();
+    free.systems.push(sip("pbx1", { port: 0 }), sip("pbx2", { port: 0 }), sip("pbx3", { port: 5070, bindAddress: "127.0.0.1" }), sip("pbx4", { port: 5070, bindAddress: "127.0.0.2" }));
+    assert.equal(validateConfig(free).systems.length, 6);
+  });
+
+  it("a SIP system on the TCP port of a webhook or of the appservice", () => {
+    const raw = withWebhooks({ port: 5070, bindAddress: "127.0.0.1" });
+    raw.systems.push(sip("pbx", { bindAddress: "127.0.0.1" }));
+    assert.deepEqual(problemsOf(raw), ["systems[2].sip.local: port 5070 on 127.0.0.1 is taken by systems[0].webhook.port"]);
+    const onAppservice = rawTwoSystems();
+    onAppservice.systems.push(sip("pbx", { port: 9000 }));
+    assert.deepEqual(problemsOf(onAppservice), ["systems[2].sip.local: port 9000 on 0.0.0.0 is taken by appservice.port"]);
+  });
+});
+
 describe("parseConfigYaml", () => {
   it("invalid YAML becomes one problem saying so", () => {
     const problems = yamlProblems("homeserver: [1, 2\n");

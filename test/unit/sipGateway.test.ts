@@ -1,10 +1,18 @@
-/** The SIP gateway's own decisions, on a real UDP socket on loopback: unsolicited NOTIFYs. */
+/** The SIP gateway's own decisions, on real sockets on loopback: unsolicited NOTIFYs, TLS settings. */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import tls from "node:tls";
 import type { Logger } from "matrix-appservice-bridge";
 import type { SipSystemConfig } from "../../src/config/types.js";
 import type { MwiUpdate } from "../../src/core/mwi.js";
+import { StreamFramer } from "../../src/gateway/sip/framing.js";
+import { buildResponse, serializeMessage } from "../../src/gateway/sip/message.js";
 import { SipGateway } from "../../src/gateway/sip/sipGateway.js";
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} } as unknown as Logger;
@@ -16,7 +24,7 @@ function system(unsolicitedSources: string[]): SipSystemConfig {
     botLocalpart: "vm_office",
     kind: "sip",
     sip: {
-      server: { host: "127.0.0.1", port: 9, transport: "udp" },
+      server: { host: "127.0.0.1", port: 9, transport: "udp", rejectUnauthorized: true },
       local: { bindAddress: "127.0.0.1", port: 0 },
       expires: 3600,
       unsolicitedSources,
@@ -103,5 +111,68 @@ describe("SIP gateway: unsolicited NOTIFYs", () => {
     open.push(gw);
     assert.match(await notify(gw.localPort!, "Voice-Message: 1/0\r\n"), /^SIP\/2\.0 400/);
     assert.equal(updates.length, 0);
+  });
+});
+
+/** A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl. */
+function privateCa(dir: string): { caFile: string; cert: Buffer; key: Buffer } {
+  const file = (name: string) => join(dir, name);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const steps = [
+    ["req", "-x509", ...ec, "-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "1", "-subj", "/CN=Test PBX CA"],
+    ["req", ...ec, "-keyout", file("server.key"), "-out", file("server.csr"), "-subj", "/CN=pbx.test"],
+    ["x509", "-req", "-in", file("server.csr"), "-CA", file("ca.pem"), "-CAkey", file("ca.key"), "-CAcreateserial",
+      "-out", file("server.pem"), "-days", "1", "-extfile", file("ext.cnf")],
+  ];
+  writeFileSync(file("ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
+  for (const args of steps) {
+    const run = spawnSync("openssl", args, { encoding: "utf8" });
+    assert.equal(run.status, 0, `openssl ${args[0]}: ${run.stderr}`);
+  }
+  return { caFile: file("ca.pem"), cert: readFileSync(file("server.pem")), key: readFileSync(file("server.key")) };
+}
+
+/** A TLS "PBX" that answers every SUBSCRIBE with 404 and records what it got. */
+async function tlsPbx(cert: Buffer, key: Buffer): Promise<{ port: number; subscribes: string[]; close(): Promise<void> }> {
+  const subscribes: string[] = [];
+  const server = tls.createServer({ cert, key }, (socket) => {
+    const framer = new StreamFramer();
+    socket.on("data", (chunk: Buffer) => {
+      for (const ev of framer.push(chunk)) {
+        if (ev.kind !== "message" || ev.message.kind !== "request") continue;
+        subscribes.push(ev.message.uri);
+        socket.write(serializeMessage(buildResponse(ev.message, 404, { toTag: "pbx" })));
+      }
+    });
+    socket.on("error", () => undefined);
+  });
+  server.on("tlsClientError", () => undefined);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    subscribes,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+describe("SIP gateway: TLS to a PBX with a private CA", () => {
+  it("trusts sip.server.caFile", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "vm-sip-ca-"));
+    const { caFile, cert, key } = privateCa(dir);
+    const pbx = await tlsPbx(cert, key);
+    const config = system([]);
+    config.sip.server = { host: "127.0.0.1", port: pbx.port, transport: "tls", caFile, rejectUnauthorized: true };
+    const gw = new SipGateway(config, { acceptUpdate: async () => undefined, log: quiet });
+    await gw.start();
+    try {
+      const proof = await gw.linking.prove({ userId: "@alice:example.org", mailbox: "1001", password: "secret" });
+      // The handshake succeeded: the PBX got the SUBSCRIBE and its 404 came back.
+      assert.deepEqual(pbx.subscribes, ["sip:1001@127.0.0.1"]);
+      assert.deepEqual(proof, { ok: false, reason: "the server has no such mailbox" });
+    } finally {
+      await gw.stop();
+      await pbx.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

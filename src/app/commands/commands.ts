@@ -107,12 +107,12 @@ const link: Command = {
   async run(ctx, args) {
     const [systemId, mailbox] = systemAndMailbox(ctx, args.first, args.second, this.usage);
     const gateway = ctx.mailboxes.gateway(systemId);
-    if (!gateway?.selfServiceLinking) {
+    if (!gateway?.linking) {
       return text(`Mailboxes of ${ctx.views.systemName(systemId)} are linked by an admin: ask one to run !admin link ${ctx.sender} ${systemId} ${mailbox}.`);
     }
     const password = typeof args.password === "string" ? args.password : undefined;
     if (!password) throw new CommandError(`${ctx.views.systemName(systemId)} needs the mailbox's password: ${this.usage}`);
-    const proof = await gateway.proveLink({
+    const proof = await gateway.linking.prove({
       userId: ctx.sender,
       mailbox,
       password,

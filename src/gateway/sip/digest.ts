@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { isToken, quote, splitTopLevel, unquote } from "./headers.js";
 
-export type DigestAlgorithm = "MD5" | "MD5-sess" | "SHA-256" | "SHA-256-sess" | "SHA-512-256" | "SHA-512-256-sess";
+type DigestAlgorithm = "MD5" | "MD5-sess" | "SHA-256" | "SHA-256-sess" | "SHA-512-256" | "SHA-512-256-sess";
 
 /** Strongest first: the order in which we pick among several challenges (RFC 7616 §3.7). */
 const PREFERENCE: readonly DigestAlgorithm[] = ["SHA-512-256", "SHA-512-256-sess", "SHA-256", "SHA-256-sess", "MD5", "MD5-sess"];
@@ -70,7 +70,7 @@ function splitAuthItems(value: string): string[] {
 }
 
 /** A Digest challenge we can answer, or undefined (unknown algorithm, missing nonce...). */
-export function toDigestChallenge(c: Challenge, proxy: boolean): DigestChallenge | undefined {
+function toDigestChallenge(c: Challenge, proxy: boolean): DigestChallenge | undefined {
   if (c.scheme !== "digest") return undefined;
   const realm = c.params.get("realm");
   const nonce = c.params.get("nonce");
@@ -197,13 +197,4 @@ export class DigestClient {
     }
     return out;
   }
-
-  get hasCredentials(): boolean {
-    return this.cache.size > 0;
-  }
-}
-
-/** For logs: the header with its secret-bearing parts removed. */
-export function redactAuthorization(value: string): string {
-  return value.replace(/(response|cnonce|nonce|username)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)/gi, "$1=<redacted>");
 }

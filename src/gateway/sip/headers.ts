@@ -111,7 +111,7 @@ export function parseParams(s: string): Params {
   return params;
 }
 
-export function formatParams(params: Params): string {
+function formatParams(params: Params): string {
   let out = "";
   for (const [k, v] of params) {
     if (v === "") out += `;${k}`;
@@ -128,7 +128,7 @@ export function formatHost(host: string): string {
 }
 
 /** "host", "host:port", "[v6]", "[v6]:port" -> parts, or undefined when malformed. */
-export function parseHostPort(s: string): { host: string; port?: number } | undefined {
+function parseHostPort(s: string): { host: string; port?: number } | undefined {
   const t = s.trim();
   let host: string;
   let rest: string;

@@ -234,7 +234,7 @@ export function describe(msg: SipMessage): string {
   return `${start} (CSeq ${cseq}, Call-ID ${callId})`.replace(/[\x00-\x1f\x7f]/g, "?").slice(0, 300);
 }
 
-export const REASONS: Record<number, string> = {
+const REASONS: Record<number, string> = {
   100: "Trying",
   200: "OK",
   202: "Accepted",

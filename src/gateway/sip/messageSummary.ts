@@ -30,7 +30,7 @@ export interface MessageClassCounts {
   urgentOld: number;
 }
 
-export interface SummaryMessageHeaders {
+interface SummaryMessageHeaders {
   from?: string;
   to?: string;
   date?: string;

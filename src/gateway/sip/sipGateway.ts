@@ -4,14 +4,25 @@
  * with its credentials; `!mwi off` unsubscribes upstream.
  */
 import { BlockList, isIPv6 } from "node:net";
-import { readFileSync } from "node:fs";
-import type { SipSystemConfig } from "../../config/types.js";
+import pLimit from "p-limit";
 import type { MessageInfo, MwiUpdate } from "../../core/mwi.js";
 import { clampCount } from "../../core/mwi.js";
-import type { GatewayHost, LinkProof, LinkRequest, MailboxCredentials, VoicemailGateway } from "../gateway.js";
+import { withTimeout } from "../../util/timeout.js";
+import type {
+  GatewayHost,
+  KindSystem,
+  LinkingCapability,
+  LinkProof,
+  LinkRequest,
+  MailboxCredentials,
+  UpstreamMwiCapability,
+  VoicemailGateway,
+  WatchingCapability,
+} from "../gateway.js";
 import { newestInboxMessage } from "./asteriskSpool.js";
 import { parseMessageSummary, type MessageSummary } from "./messageSummary.js";
-import { SipUserAgent, type Subscription, type SubscribeResult, type UnsolicitedNotify } from "./userAgent.js";
+import type { SipSettings } from "./settings.js";
+import { SipUserAgent, type SipTlsOptions, type Subscription, type SubscribeResult, type UnsolicitedNotify } from "./userAgent.js";
 
 /** How long a link waits for the first NOTIFY after the 200 (RFC 6665 requires one at once). */
 const FIRST_NOTIFY_TIMEOUT_MS = 5_000;
@@ -54,17 +65,25 @@ function messageFromSummary(summary: MessageSummary): MessageInfo | undefined {
 }
 
 export class SipGateway implements VoicemailGateway {
-  readonly selfServiceLinking = true;
-  readonly switchesMwiUpstream = true;
+  readonly linking: LinkingCapability = { prove: (request) => this.proveLink(request) };
+  readonly watching: WatchingCapability = {
+    watch: (mailbox, credentials) => this.watch(mailbox, credentials),
+    unwatch: (mailbox) => this.unwatch(mailbox),
+  };
+  /** `!mwi off` ends the subscription; `!mwi on` subscribes again. */
+  readonly upstreamMwi: UpstreamMwiCapability = {
+    switchOn: (mailbox, credentials) => this.watch(mailbox, credentials),
+    switchOff: (mailbox) => this.unwatch(mailbox),
+  };
   private ua?: SipUserAgent;
   /** The one subscription per watched mailbox. */
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly allowedSources = new BlockList();
-  private startsInFlight = 0;
-  private readonly waitingStarts: (() => void)[] = [];
+  /** Subscribes and unsubscribes a few at a time. */
+  private readonly throttle = pLimit(STARTS_IN_FLIGHT);
 
   constructor(
-    readonly system: SipSystemConfig,
+    readonly system: KindSystem<"sip", SipSettings>,
     private readonly host: GatewayHost,
   ) {
     for (const source of system.sip.unsolicitedSources) {
@@ -91,18 +110,14 @@ export class SipGateway implements VoicemailGateway {
   async start(): Promise<void> {
     const { local, server } = this.system.sip;
     const log = this.host.log;
+    // Typed, not spread: a misspelt key here (it once was `ca`) is a compile error.
+    const tls: SipTlsOptions = { rejectUnauthorized: server.rejectUnauthorized };
+    if (server.caFile) tls.caFile = server.caFile;
     this.ua = await SipUserAgent.start({
       bindAddress: local.bindAddress,
       port: local.port,
       ...(local.publicAddress ? { publicAddress: local.publicAddress } : {}),
-      ...(server.transport === "tls"
-        ? {
-            tls: {
-              rejectUnauthorized: server.rejectUnauthorized ?? true,
-              ...(server.caFile ? { ca: readFileSync(server.caFile, "utf8") } : {}),
-            },
-          }
-        : {}),
+      ...(server.transport === "tls" ? { tls } : {}),
       logger: {
         debug: (m) => log.debug(m),
         info: (m) => log.info(m),
@@ -118,10 +133,9 @@ export class SipGateway implements VoicemailGateway {
     // A few at a time, like start-up: all at once, most answers would be lost in the burst.
     const all = [...this.subscriptions.values()];
     this.subscriptions.clear();
-    const unsubscribeAll = Promise.all(all.map((s) => this.throttled(() => s.unsubscribe().catch(() => undefined))));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([unsubscribeAll, new Promise((r) => (timer = setTimeout(r, STOP_BUDGET_MS)))]);
-    clearTimeout(timer);
+    const unsubscribeAll = Promise.all(all.map((s) => this.throttle(() => s.unsubscribe().catch(() => undefined))));
+    await withTimeout(unsubscribeAll, STOP_BUDGET_MS, undefined);
+    this.throttle.clearQueue();
     await this.ua?.close();
   }
 
@@ -138,16 +152,10 @@ export class SipGateway implements VoicemailGateway {
   }
 
   /** Subscribes with the user's credentials: a 200 and a first NOTIFY prove the mailbox is theirs. */
-  async proveLink(request: LinkRequest): Promise<LinkProof> {
+  private async proveLink(request: LinkRequest): Promise<LinkProof> {
     const credentials = { username: request.authUser ?? request.mailbox, password: request.password ?? "" };
     const sub = this.subscription(request.mailbox, credentials);
-    const firstNotify = new Promise<string | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), FIRST_NOTIFY_TIMEOUT_MS);
-      sub.once("notify", (body) => {
-        clearTimeout(timer);
-        resolve(body);
-      });
-    });
+    const firstNotify = withTimeout(new Promise<string>((resolve) => sub.once("notify", resolve)), FIRST_NOTIFY_TIMEOUT_MS, undefined);
     const result = await sub.start();
     if (!result.ok) {
       await sub.unsubscribe().catch(() => undefined);
@@ -168,7 +176,7 @@ export class SipGateway implements VoicemailGateway {
    * the subscription failed, or FIRST_NOTIFY_TIMEOUT_MS passed: whoever shows the counts next
    * (`!mwi on`) shows fresh ones, not those from before MWI was switched off.
    */
-  async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
+  private async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
     if (this.subscriptions.has(mailbox)) return;
     if (!credentials) {
       this.host.log.warn(`${this.systemId}: cannot watch ${mailbox}: no stored credentials (link it again with !link)`);
@@ -179,7 +187,7 @@ export class SipGateway implements VoicemailGateway {
     const firstReport = new Promise<void>((resolve) => (reported = resolve));
     this.adopt(mailbox, sub, reported);
     // At start-up thousands of mailboxes are watched at once: they subscribe a few at a time.
-    void this.throttled(async () => {
+    void this.throttle(async () => {
       const result = await sub.start();
       if (result.ok) return;
       // Transient failures are retried by the subscription itself, with backoff; a refused one
@@ -188,12 +196,10 @@ export class SipGateway implements VoicemailGateway {
       if (sub.state === "terminated" && this.subscriptions.get(mailbox) === sub) this.subscriptions.delete(mailbox);
       reported();
     });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([firstReport, new Promise<void>((resolve) => (timer = setTimeout(resolve, FIRST_NOTIFY_TIMEOUT_MS)))]);
-    clearTimeout(timer);
+    await withTimeout(firstReport, FIRST_NOTIFY_TIMEOUT_MS, undefined);
   }
 
-  async unwatch(mailbox: string): Promise<void> {
+  private async unwatch(mailbox: string): Promise<void> {
     const sub = this.subscriptions.get(mailbox);
     if (!sub) return;
     this.subscriptions.delete(mailbox);
@@ -248,7 +254,7 @@ export class SipGateway implements VoicemailGateway {
   private async withCallerDetails(update: MwiUpdate): Promise<MwiUpdate> {
     const spool = this.system.sip.asteriskSpool;
     if (!spool || update.message || update.counts.new === 0) return update;
-    const message = await newestInboxMessage(spool.dir, spool.context ?? "default", update.mailbox).catch(() => undefined);
+    const message = await newestInboxMessage(spool.dir, spool.context, update.mailbox).catch(() => undefined);
     return message ? { ...update, message } : update;
   }
 
@@ -274,16 +280,5 @@ export class SipGateway implements VoicemailGateway {
     if (!update) return 400;
     await this.host.acceptUpdate(await this.withCallerDetails(update));
     return 200;
-  }
-
-  private async throttled(task: () => Promise<void>): Promise<void> {
-    if (this.startsInFlight >= STARTS_IN_FLIGHT) await new Promise<void>((r) => this.waitingStarts.push(r));
-    this.startsInFlight++;
-    try {
-      await task();
-    } finally {
-      this.startsInFlight--;
-      this.waitingStarts.shift()?.();
-    }
   }
 }

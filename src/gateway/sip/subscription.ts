@@ -7,6 +7,8 @@
  */
 import { EventEmitter } from "node:events";
 import { Buffer } from "node:buffer";
+import { atLeastDelay, backoffDelay } from "../../core/backoff.js";
+import { withTimeout } from "../../util/timeout.js";
 import { DigestClient, selectChallenge } from "./digest.js";
 import { addressInDialog, confirmDialog, newDialog, type Dialog } from "./dialog.js";
 import {
@@ -220,9 +222,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
 
   /** Waits for `p`, at most unsubscribeWaitMs. */
   private async boundedWait(p: Promise<unknown>): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.host.timers.unsubscribeWaitMs)))]);
-    clearTimeout(timer);
+    await withTimeout(p, this.host.timers.unsubscribeWaitMs, undefined);
   }
 
   /** Stops without sending anything (the user agent is closing). */
@@ -518,17 +518,15 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     return this.failures === 0 ? 0 : this.backoffDelay();
   }
 
-  /** Exponential backoff with "equal jitter", or at least Retry-After when the server gave one. */
+  /** The bridge's one backoff (by consecutive failures), or at least Retry-After when the server gave one. */
   private backoffDelay(retryAfterSeconds?: number): number {
     if (retryAfterSeconds !== undefined) return this.atLeast(retryAfterSeconds * 1000);
     const { retryBaseMs, retryMaxMs } = this.host.timers;
-    const d = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(this.failures, 30));
-    return d / 2 + (d / 2) * this.host.random();
+    return backoffDelay(this.failures, { baseMs: retryBaseMs, maxMs: retryMaxMs, random: () => this.host.random() });
   }
 
-  /** A wait of at least `ms`, up to 10% more so retries do not arrive in step. */
   private atLeast(ms: number): number {
-    return ms * (1 + 0.1 * this.host.random());
+    return atLeastDelay(ms, () => this.host.random());
   }
 
   private dropDialog(): void {

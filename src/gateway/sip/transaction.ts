@@ -167,10 +167,6 @@ export class TransactionLayer {
     for (const tx of this.servers.values()) clearTimeout(tx.timer);
     this.servers.clear();
   }
-
-  get pendingClientTransactions(): number {
-    return [...this.clients.values()].filter((t) => t.state !== "completed").length;
-  }
 }
 
 /** RFC 3261 §17.1.3: top Via branch plus the CSeq method. */

@@ -1,7 +1,8 @@
 /**
  * SIP transports (RFC 3261 §18) over node: modules only: one UDP socket, TCP and TLS client
  * connections reused per remote (a notifier may send its NOTIFYs back over them), and a TCP
- * listener on the UDP port for notifiers that open their own connection to our Contact.
+ * listener on the UDP port for notifiers that open their own connection to our Contact. The
+ * bridge never accepts TLS connections: its TLS is client-side only.
  */
 import { Buffer } from "node:buffer";
 import dgram from "node:dgram";
@@ -28,11 +29,6 @@ export interface SipTlsOptions {
   rejectUnauthorized?: boolean;
   /** PEM file with the CA(s) to trust instead of the system store. */
   caFile?: string;
-  /** Our certificate and key: sent to servers that ask, and needed to listen for TLS. */
-  certFile?: string;
-  keyFile?: string;
-  /** Listen for inbound TLS on this port (0 = any) when certFile and keyFile are set. */
-  listenPort?: number;
 }
 
 export interface SipLogger {
@@ -75,8 +71,6 @@ export class SipTransport {
   private readonly conns = new Map<string, Connection>();
   private readonly udpLocal = new Map<string, string>();
   private tcpServer: net.Server | undefined;
-  private tlsServer: tls.Server | undefined;
-  private tlsPort: number | undefined;
   private closed = false;
   private readonly maxBytes: number;
   private readonly secure: tls.ConnectionOptions;
@@ -91,7 +85,6 @@ export class SipTransport {
     this.secure = {
       rejectUnauthorized: t.rejectUnauthorized ?? true,
       ...(t.caFile ? { ca: readFileSync(t.caFile) } : {}),
-      ...(t.certFile && t.keyFile ? { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) } : {}),
     };
     udp.on("message", (buf, rinfo) => this.onDatagram(buf, { transport: "udp", address: rinfo.address, port: rinfo.port }));
     udp.on("error", (err) => opts.logger.warn(`sip: UDP socket error: ${err.message}`));
@@ -112,59 +105,36 @@ export class SipTransport {
         });
       });
       const transport = new SipTransport(opts, udp, udp.address().port);
-      if (opts.listenTcp === false) return await transport.listenTls();
+      if (opts.listenTcp === false) return transport;
       try {
-        transport.tcpServer = await transport.listen(net.createServer(), transport.localPort, "tcp");
-        return await transport.listenTls();
+        transport.tcpServer = await transport.listenTcp(transport.localPort);
+        return transport;
       } catch (err) {
         if (opts.port === 0 && attempt < 5) {
           await transport.close();
           continue;
         }
         opts.logger.warn(`sip: no TCP listener on port ${transport.localPort}: ${(err as Error).message}`);
-        return await transport.listenTls();
+        return transport;
       }
     }
   }
 
-  private async listenTls(): Promise<this> {
-    const t = this.opts.tls;
-    if (t?.listenPort === undefined || !t.certFile || !t.keyFile) return this;
-    try {
-      const server = tls.createServer({
-        cert: this.secure.cert,
-        key: this.secure.key,
-        ...(this.secure.ca ? { ca: this.secure.ca } : {}),
-      });
-      this.tlsServer = await this.listen(server, t.listenPort, "tls");
-      this.tlsPort = (this.tlsServer.address() as net.AddressInfo).port;
-    } catch (err) {
-      await this.close();
-      throw err;
-    }
-    return this;
-  }
-
-  private listen<S extends net.Server>(server: S, port: number, kind: "tcp" | "tls"): Promise<S> {
+  private listenTcp(port: number): Promise<net.Server> {
+    const server = net.createServer();
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       server.listen({ port, host: this.opts.bindAddress, exclusive: true }, () => {
         server.off("error", reject);
-        server.on("error", (err) => this.opts.logger.warn(`sip: ${kind} listener error: ${err.message}`));
+        server.on("error", (err) => this.opts.logger.warn(`sip: tcp listener error: ${err.message}`));
         resolve(server);
       });
-      const event = kind === "tls" ? "secureConnection" : "connection";
-      server.on(event, (socket: net.Socket) => this.adopt(socket, kind));
+      server.on("connection", (socket: net.Socket) => this.adopt(socket));
     });
   }
 
   setHandler(handler: TransportHandler): void {
     this.handler = handler;
-  }
-
-  /** The port on which we receive inbound TLS, if we listen for it. */
-  get tlsListenPort(): number | undefined {
-    return this.tlsPort;
   }
 
   /** Sends one serialized message; rejects when the peer cannot be reached. */
@@ -195,7 +165,8 @@ export class SipTransport {
     const conn = this.connection({ ...dest, address });
     await conn.ready;
     const host = this.opts.publicAddress ?? (WILDCARD.has(bind) ? conn.socket.localAddress ?? bind : bind);
-    const listening = dest.transport === "tcp" ? (this.tcpServer ? this.localPort : undefined) : this.tlsPort;
+    // Over TLS the Contact names the connection itself: we take no TLS connections of our own.
+    const listening = dest.transport === "tcp" && this.tcpServer ? this.localPort : undefined;
     return { host, port: listening ?? conn.socket.localPort ?? this.localPort };
   }
 
@@ -208,7 +179,6 @@ export class SipTransport {
       s ? new Promise((resolve) => s.close(() => resolve())) : Promise.resolve();
     await Promise.all([
       closeServer(this.tcpServer),
-      closeServer(this.tlsServer),
       new Promise<void>((resolve) => {
         try {
           this.udp.close(() => resolve());
@@ -229,11 +199,11 @@ export class SipTransport {
     else this.handler?.invalid(parsed.reason, parsed.partial, source, buf.length > this.maxBytes);
   }
 
-  /** An inbound connection: keyed by the peer's address, so responses go back over it. */
-  private adopt(socket: net.Socket, transport: "tcp" | "tls"): void {
-    const source: Endpoint = { transport, address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+  /** An inbound TCP connection: keyed by the peer's address, so responses go back over it. */
+  private adopt(socket: net.Socket): void {
+    const source: Endpoint = { transport: "tcp", address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
     this.conns.get(connKey(source))?.socket.destroy();
-    this.wire({ socket, transport, ready: Promise.resolve() }, source);
+    this.wire({ socket, transport: "tcp", ready: Promise.resolve() }, source);
   }
 
   /** The open connection to `dest`, or a new one. */

@@ -12,13 +12,14 @@ import {
   parseVia,
   splitTopLevel,
 } from "./headers.js";
+import { withTimeout } from "../../util/timeout.js";
 import { randomToken, newBranch } from "./dialog.js";
 import { SipHeaders, bodyText, buildResponse, describe, type SipMessage, type SipRequest, type SipResponse } from "./message.js";
 import { EVENT_PACKAGE, MWI_CONTENT_TYPE, Subscription, type SipTarget, type SubscriptionHost, type SubscriptionOptions, type SubscriptionTimers } from "./subscription.js";
 import { DEFAULT_TIMERS, TransactionLayer, type ClientOutcome, type TimerConfig } from "./transaction.js";
 import { SipTransport, type Endpoint, type SipLogger, type SipTlsOptions } from "./transport.js";
 
-export type { SipTarget, SubscriptionOptions, SubscribeResult, SubscriptionState, NotifyInfo } from "./subscription.js";
+export type { SipTarget, SubscriptionOptions, SubscribeResult, NotifyInfo } from "./subscription.js";
 export { Subscription } from "./subscription.js";
 export type { Endpoint, SipLogger, SipTlsOptions } from "./transport.js";
 
@@ -137,11 +138,7 @@ export class SipUserAgent implements SubscriptionHost {
     if (this.closed) return;
     // Answers on their way (the 200 to a final NOTIFY above all) leave before the sockets close:
     // a notifier that never hears it keeps resending.
-    if (this.replying.size) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled([...this.replying]), new Promise((r) => (timer = setTimeout(r, 500)))]);
-      clearTimeout(timer);
-    }
+    if (this.replying.size) await withTimeout(Promise.allSettled([...this.replying]), 500, undefined);
     this.closed = true;
     for (const sub of this.subscriptions) sub.shutdown();
     this.subscriptions.clear();

@@ -1,46 +1,39 @@
 /**
  * Voice mail systems that POST their MWI to us (F1). The request is acknowledged (202) only
- * after the update is stored; nothing from a rejected request is kept.
+ * after the update is stored; nothing from a rejected request is kept. The system pushes every
+ * mailbox it has: there is nothing to watch, and mailboxes are linked by an admin.
  */
-import type { WebhookSystemConfig } from "../../config/types.js";
-import type { GatewayHost, LinkProof, VoicemailGateway } from "../gateway.js";
+import type { GatewayHost, HttpCapability, KindSystem, VoicemailGateway } from "../gateway.js";
 import { parseWebhookPayload } from "./payload.js";
+import type { WebhookSettings } from "./settings.js";
 import { verifySignature } from "./signature.js";
+import { serveWebhook, type WebhookEndpoint, type WebhookResponse } from "./webhookHttp.js";
 
-export interface WebhookResponse {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-export const DEFAULT_MAX_BODY_BYTES = 16384;
-
-export class WebhookGateway implements VoicemailGateway {
-  readonly selfServiceLinking = false;
-  readonly switchesMwiUpstream = false;
+export class WebhookGateway implements VoicemailGateway, WebhookEndpoint {
+  readonly http: HttpCapability;
 
   constructor(
-    readonly system: WebhookSystemConfig,
+    readonly system: KindSystem<"webhook", WebhookSettings>,
     private readonly host: GatewayHost,
-  ) {}
+  ) {
+    const { port, bindAddress } = system.webhook;
+    this.http = {
+      path: `/webhook/${system.id}`,
+      ...(port ? { listen: { port, ...(bindAddress ? { bindAddress } : {}) } } : {}),
+      handle: (req, res) => serveWebhook(this, req, res, host.log, host.metrics?.webhookRequests),
+    };
+  }
 
   get systemId(): string {
     return this.system.id;
   }
 
   get maxBodyBytes(): number {
-    return this.system.webhook.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    return this.system.webhook.maxBodyBytes;
   }
 
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
-
-  async proveLink(): Promise<LinkProof> {
-    return { ok: false, reason: "mailboxes of this system are linked by an admin" };
-  }
-
-  // The system pushes every mailbox it has; there is nothing to subscribe to.
-  async watch(): Promise<void> {}
-  async unwatch(): Promise<void> {}
 
   /** Handles one request whose raw body has already been read within the size limit. */
   async handle(rawBody: Buffer, signature: string | undefined): Promise<WebhookResponse> {

@@ -1,0 +1,54 @@
+/** The `sip:` block of a system of kind sip: its schema, and its type after validation. */
+import { Type, type Static } from "@sinclair/typebox";
+import { Defaulted, DefaultedBlock, StringEnum } from "../../util/schema.js";
+
+const host = Type.String({ minLength: 1, maxLength: 255, pattern: "^[A-Za-z0-9.:\\[\\]-]+$" });
+
+export const sipSettings = Type.Object(
+  {
+    /** The voice mail server (notifier) the bridge subscribes to. */
+    server: Type.Object(
+      {
+        host,
+        port: Defaulted(Type.Integer({ minimum: 1, maximum: 65535 }), 5060),
+        transport: Defaulted(StringEnum(["udp", "tcp", "tls"]), "udp"),
+        /** For tls: a PEM file with the CA(s) to trust instead of the system's. */
+        caFile: Type.Optional(Type.String({ minLength: 1 })),
+        rejectUnauthorized: Defaulted(Type.Boolean(), true),
+      },
+      { additionalProperties: false },
+    ),
+    /** Host part of mailbox URIs (sip:1001@domain); the server's host when unset. */
+    domain: Type.Optional(host),
+    /** The bridge's own SIP address, where NOTIFYs arrive. */
+    local: DefaultedBlock(
+      Type.Object(
+        {
+          bindAddress: Defaulted(Type.String({ minLength: 1 }), "0.0.0.0"),
+          /** 0: any free port. */
+          port: Defaulted(Type.Integer({ minimum: 0, maximum: 65535 }), 5070),
+          /** Advertised in Via and Contact instead of the local address (NAT). */
+          publicAddress: Type.Optional(host),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** Subscription expiry to ask for, in seconds; the server may grant less. */
+    expires: Defaulted(Type.Integer({ minimum: 60, maximum: 86400 }), 3600),
+    /** Sources (IP addresses or CIDR ranges) whose out-of-dialog MWI NOTIFYs are accepted. */
+    unsolicitedSources: Defaulted(Type.Array(Type.String({ pattern: "^[0-9a-fA-F.:]+(/[0-9]{1,3})?$" })), []),
+    /** Asterisk's voicemail spool, read for the caller and called number of the newest message. */
+    asteriskSpool: Type.Optional(
+      Type.Object(
+        {
+          dir: Type.String({ minLength: 1 }),
+          context: Defaulted(Type.String({ pattern: "^[A-Za-z0-9_-]+$" }), "default"),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type SipSettings = Static<typeof sipSettings>;
