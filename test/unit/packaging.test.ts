@@ -16,4 +16,9 @@ describe("package.json", () => {
     assert.equal(pkg.dependencies.node, undefined);
     assert.ok(pkg.devDependencies.node, "the repository's npm scripts still get Node.js 22 on a Node.js 20 system");
   });
+  it("runs the dependency rules and the dead-code check with the tests", () => {
+    assert.match(pkg.scripts.test ?? "", /npm run lint/);
+    assert.match(pkg.scripts.lint ?? "", /depcruise/);
+    assert.match(pkg.scripts.lint ?? "", /knip/);
+  });
 });
