@@ -19,7 +19,7 @@
  * No error ends a worker: every failure is retried with the one backoff (core/backoff.ts).
  */
 import { randomUUID } from "node:crypto";
-import { backoffDelay } from "../core/backoff.js";
+import { backoffDelay, type BackoffOptions } from "../core/backoff.js";
 import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
 import type { UserViews } from "./userViews.js";
@@ -38,17 +38,30 @@ import type { PresenceTracker } from "./presence.js";
 import { classifyFailure, RETRY_BACKOFF, RoomWriter } from "./roomWriter.js";
 import { extraTarget, mainTarget, parseTarget, systemTarget, type TargetKey } from "./targets.js";
 
-/** At most about one message a second per room: a flapping mailbox is told, not shouted. */
-const MIN_MESSAGE_INTERVAL_MS = 1000;
-/** How often a target held for presence is looked at again, in case no presence event comes. */
-const PRESENCE_RECHECK_MS = 15_000;
+/** The pace of delivery; tests make it quick. */
+export interface DeliveryTiming {
+  /** At most about one message a second per room: a flapping mailbox is told, not shouted. */
+  minMessageIntervalMs: number;
+  /** How often a target held for presence is looked at again, in case no presence event comes. */
+  presenceRecheckMs: number;
+  /**
+   * An invite not accepted yet is looked at again (in case the join reaches the bridge late or
+   * not at all: Synapse backs off from an appservice that was down): 15 to 30 s, doubling to 5 min.
+   */
+  inviteRecheck: BackoffOptions;
+  /** A homeserver that is down or overloaded, or any other failure. */
+  retry: BackoffOptions;
+}
+
+const DEFAULT_TIMING: DeliveryTiming = {
+  minMessageIntervalMs: 1000,
+  presenceRecheckMs: 15_000,
+  inviteRecheck: { baseMs: 30_000, maxMs: 300_000 },
+  retry: RETRY_BACKOFF,
+};
 /** A change that waited longer than this is told with "since <time>". */
 const DELAYED_AFTER_MS = 30_000;
-/**
- * An invite not accepted yet is looked at again (in case the join reaches the bridge late or not
- * at all: Synapse backs off from an appservice that was down): 15 to 30 s, doubling to 5 min.
- */
-const INVITE_RECHECK = { baseMs: 30_000, maxMs: 300_000 };
+
 
 /** What a room shows now (remembered so that only changes are sent). */
 type RoomShows = Partial<Pick<DmRoom, "lastSummary" | "lastName" | "lastTopic">>;
@@ -92,6 +105,7 @@ export class DeliveryService {
   private readonly rechecks = new Map<TargetKey, NodeJS.Timeout>();
   private readonly inviteChecks = new Map<TargetKey, number>();
   private stopped = false;
+  private readonly timing: DeliveryTiming;
 
   constructor(
     private readonly config: BridgeConfig,
@@ -102,7 +116,10 @@ export class DeliveryService {
     private readonly presence: PresenceTracker,
     private readonly log: Logger,
     private readonly metrics?: VoicemailMetrics,
-  ) {}
+    timing: Partial<DeliveryTiming> = {},
+  ) {
+    this.timing = { ...DEFAULT_TIMING, ...timing };
+  }
 
   /** After a restart: continue numbering, and deliver whatever was waiting. */
   async start(): Promise<void> {
@@ -244,8 +261,8 @@ export class DeliveryService {
         // Resolving the room, opening a DM, the store, rendering: all retried the same way.
         const attempt = (this.attempts.get(key) ?? 0) + 1;
         this.attempts.set(key, attempt);
-        const failure = classifyFailure(err, attempt);
-        const afterMs = failure.kind === "retry" ? failure.afterMs : backoffDelay(attempt - 1, RETRY_BACKOFF);
+        const failure = classifyFailure(err, attempt, this.timing.retry);
+        const afterMs = failure.kind === "retry" ? failure.afterMs : backoffDelay(attempt - 1, this.timing.retry);
         this.log.warn(`${key}: delivery interrupted (${failure.reason}); trying again in ${Math.round(afterMs)} ms`);
         await this.sleep(afterMs);
       }
@@ -287,7 +304,7 @@ export class DeliveryService {
     }
     this.inviteChecks.delete(key);
     if (entries.some((e) => e.withMessage)) {
-      const wait = (this.lastMessageAt.get(room.writer.roomId) ?? 0) + MIN_MESSAGE_INTERVAL_MS - Date.now();
+      const wait = (this.lastMessageAt.get(room.writer.roomId) ?? 0) + this.timing.minMessageIntervalMs - Date.now();
       if (wait > 0) {
         // Meanwhile more changes may arrive: they are told together.
         await this.sleep(wait);
@@ -306,7 +323,7 @@ export class DeliveryService {
     } catch (err) {
       const attempt = (this.attempts.get(key) ?? 0) + 1;
       this.attempts.set(key, attempt);
-      const failure = classifyFailure(err, attempt);
+      const failure = classifyFailure(err, attempt, this.timing.retry);
       if (!round.lookFirst && round.batch.done.length === 0 && !failure.maybeStored) {
         // Nothing of it can be in the room: later changes may still join it.
         await this.store.saveBatch({ ...round.batch, open: true });
@@ -330,10 +347,10 @@ export class DeliveryService {
   }
 
   private recheckDelay(key: TargetKey, why: "invite" | "presence"): number {
-    if (why === "presence") return PRESENCE_RECHECK_MS;
+    if (why === "presence") return this.timing.presenceRecheckMs;
     const n = this.inviteChecks.get(key) ?? 0;
     this.inviteChecks.set(key, n + 1);
-    return backoffDelay(n, INVITE_RECHECK);
+    return backoffDelay(n, this.timing.inviteRecheck);
   }
 
   /** Records the batch before its first request (and whenever it changed). */

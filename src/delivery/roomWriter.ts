@@ -4,7 +4,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import type { Intent } from "matrix-appservice-bridge";
-import { atLeastDelay, backoffDelay } from "../core/backoff.js";
+import { atLeastDelay, backoffDelay, type BackoffOptions } from "../core/backoff.js";
 import { OUTBOX_ID_FIELD } from "../matrix/content.js";
 
 /** How a failed request should be handled. */
@@ -28,18 +28,18 @@ interface MatrixErrorLike {
 }
 
 /** The retry schedule of a homeserver that is down or overloaded: 1 s doubling to 60 s, jittered. */
-export const RETRY_BACKOFF = { baseMs: 1000, maxMs: 60_000 };
+export const RETRY_BACKOFF: BackoffOptions = { baseMs: 1000, maxMs: 60_000 };
 
 /** Errors that happen before a request is sent: the homeserver never saw it. */
 const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH", "ERR_INVALID_URL"]);
 
 /** `attempt` counts from 1 (the first failure). */
-export function classifyFailure(err: unknown, attempt: number): SendFailure {
+export function classifyFailure(err: unknown, attempt: number, retry: BackoffOptions = RETRY_BACKOFF): SendFailure {
   const e = (err ?? {}) as MatrixErrorLike;
   const errcode = e.errcode ?? e.body?.errcode;
   const status = e.statusCode;
   const reason = `${status ?? e.code ?? "error"} ${errcode ?? ""} ${e.body?.error ?? e.message ?? ""}`.replace(/\s+/g, " ").trim();
-  const backoff = backoffDelay(attempt - 1, RETRY_BACKOFF);
+  const backoff = backoffDelay(attempt - 1, retry);
   // An answer in 4xx says the request was not stored; 5xx (also from a proxy), a reset or a
   // timeout leave it open.
   const answered = status !== undefined && status >= 400 && status < 500;
