@@ -272,11 +272,14 @@ export class DeliveryService {
   /** The batch this round sends: the recorded one, or a new one of everything waiting. */
   private async currentBatch(key: TargetKey, waiting: OutboxEntry[]): Promise<{ batch?: OutboxBatch; entries: OutboxEntry[] }> {
     const batch = await this.store.getBatch(key);
-    if (!batch) return { entries: waiting };
+    if (!batch || waiting.length === 0) {
+      // A batch whose entries are all gone: delivered (the bridge stopped before the batch left) or dropped.
+      if (batch) await this.store.completeBatch(batch);
+      return { entries: waiting };
+    }
     const ids = new Set(batch.entryIds);
     const inBatch = waiting.filter((e) => ids.has(e.id));
     if (inBatch.length === 0) {
-      // Its entries were delivered (the bridge stopped before the batch left) or dropped.
       await this.store.completeBatch(batch);
       return { entries: waiting };
     }
@@ -286,7 +289,6 @@ export class DeliveryService {
   /** One round for a target; true when there may be more to do right away. */
   private async step(key: TargetKey): Promise<boolean> {
     const waiting = await this.store.outboxEntries(key);
-    if (waiting.length === 0) return false;
     const { batch: recorded, entries } = await this.currentBatch(key, waiting);
     if (entries.length === 0) return false;
     const room = await this.resolve(key, entries);
