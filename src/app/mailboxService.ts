@@ -9,7 +9,7 @@ import type { MailboxCredentials, VoicemailGateway } from "../gateway/gateway.js
 import type { DeliveryService } from "../delivery/deliveryService.js";
 import type { TargetKey } from "../delivery/targets.js";
 import type { SecretBox } from "../store/secretBox.js";
-import type { MailboxLink, VoicemailStore } from "../store/store.js";
+import type { MailboxLink, OutboxEntry, VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
 
@@ -32,8 +32,9 @@ export class MailboxService {
   }
 
   /**
-   * Stores an update from a voice mail system. The outbox entries are written before the new
-   * state: a crash in between makes the repeated update a change again, never a lost one.
+   * Stores an update from a voice mail system: the new state and its outbox entries in one
+   * atomic step (store.acceptChange), so that a crash can neither lose the notification nor,
+   * with the update repeated, tell it twice.
    */
   acceptUpdate(update: MwiUpdate): Promise<void> {
     return this.mailboxQueue.run(JSON.stringify([update.systemId, update.mailbox]), async () => {
@@ -42,12 +43,12 @@ export class MailboxService {
       this.metrics?.mwiUpdates.inc({ system: update.systemId, changed: String(Boolean(change)) });
       if (!change) return;
       const links = await this.store.linksForMailbox(update.systemId, update.mailbox);
-      const targets: TargetKey[] = [];
-      for (const link of links.filter((l) => l.mwiEnabled)) targets.push(...(await this.delivery.enqueueChange(link.userId, change)));
-      await this.store.saveMailboxState(change.current);
+      const entries: OutboxEntry[] = [];
+      for (const link of links.filter((l) => l.mwiEnabled)) entries.push(...(await this.delivery.prepareChange(link.userId, change)));
+      await this.store.acceptChange(change.current, entries);
       const c = change.current;
       this.log.info(`mwi ${c.systemId}/${c.mailbox}: ${c.new} new, ${c.old} old (${change.kind}) for ${links.length} user(s)`);
-      for (const key of new Set(targets)) this.delivery.kick(key);
+      for (const key of new Set(entries.map((e) => e.targetKey))) this.delivery.kick(key);
     });
   }
 
@@ -125,6 +126,9 @@ export class MailboxService {
         if (enabled) await upstream.switchOn(link.mailbox, await this.credentialsFor(link.systemId, link.mailbox));
         else if (!othersWant) await upstream.switchOff(link.mailbox);
       }
+      // Nothing still queued for the mailbox arrives after "MWI is off". A batch already in flight
+      // (being sent, or retried after a lost answer) may still finish: it cannot be called back.
+      if (!enabled) await this.delivery.dropQueued(userId, link.systemId, link.mailbox);
       this.log.info(`${userId} switched MWI ${enabled ? "on" : "off"} for ${link.systemId}/${link.mailbox}`);
       // Upstream systems sent nothing while MWI was off: the stored counts may be stale. If the
       // fresh report changed them, that change has reached the user already.

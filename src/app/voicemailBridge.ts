@@ -15,7 +15,7 @@ import { DmRooms } from "../matrix/dmRooms.js";
 import { EventHandler } from "./eventHandler.js";
 import { DeliveryService } from "../delivery/deliveryService.js";
 import { PresenceTracker } from "../delivery/presence.js";
-import { openStore } from "../store/nedbStore.js";
+import { openStore } from "../store/openStore.js";
 import { SecretBox } from "../store/secretBox.js";
 import type { VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
@@ -72,7 +72,7 @@ export class VoicemailBridge {
     if (mismatch) {
       throw new Error(`${this.registrationPath} does not fit the config: ${mismatch}. Run generate-registration again and reload the homeserver.`);
     }
-    const store = (this.store = await openStore(config.database.uri));
+    const store = (this.store = await openStore(config.database.uri, new Logger("Store")));
     const pruned = await store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS);
     if (pruned) this.log.debug(`forgot ${pruned} old handled event IDs`);
 

@@ -1,11 +1,25 @@
 /**
- * Delivery that never loses a notification (F9). Every change is written to the outbox before
- * anything is sent, and leaves it only once the homeserver accepted the events. Each target
- * room has one worker, so a room sees its events in order; a target that cannot take them now
- * (invite not accepted, user offline with `when-online`, homeserver down) keeps them, and what
- * waited together is told as one message.
+ * Delivery that never loses a notification and never tells one twice (F9). Every change is
+ * written to the outbox before anything is sent, and leaves it only once the homeserver accepted
+ * the events. Each target room has one worker, so a room sees its events in order; a target that
+ * cannot take them now (invite not accepted, user offline with `when-online`, homeserver down)
+ * keeps them, and what waited together is told as one message.
+ *
+ * Exactly once, without relying on Synapse's transaction cache (it forgets on restart): what a
+ * round sends is an outbox batch, recorded in the store before the first request, with its entry
+ * IDs, a stable ID (carried in the message as `org.voicemail.outbox_id`) and the message's
+ * transaction ID. Each step the homeserver accepts (each notice, the message, each state event)
+ * is recorded and never sent again. A batch is frozen once a request of it may have reached the
+ * homeserver: later changes form the next batch. While every attempt failed before reaching it
+ * (connection refused, or answered "not stored": 4xx, 429), later changes still join, with the
+ * same transaction ID, so that what waited through an outage is still told as one message. Where
+ * an answer was lost (reset, timeout, 5xx, a crash), the room's recent messages are read before
+ * sending again; a state event whose answer was lost is compared with the room's state.
+ *
+ * No error ends a worker: every failure is retried with the one backoff (core/backoff.ts).
  */
 import { randomUUID } from "node:crypto";
+import { backoffDelay, type BackoffOptions } from "../core/backoff.js";
 import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
 import type { UserViews } from "./userViews.js";
@@ -17,18 +31,37 @@ import { buildSummary, mailboxStateContent } from "../core/summary.js";
 import type { Bot, BotDirectory } from "../matrix/bots.js";
 import { messageContent, noticeContent } from "../matrix/content.js";
 import type { DmRooms } from "../matrix/dmRooms.js";
-import type { DmRoom, ExtraTarget, OutboxEntry, VoicemailStore } from "../store/store.js";
+import { membershipOf } from "../matrix/membership.js";
+import type { DmRoom, ExtraTarget, OutboxBatch, OutboxEntry, VoicemailStore } from "../store/store.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
 import type { PresenceTracker } from "./presence.js";
-import { classifyFailure, RoomWriter, transactionId } from "./roomWriter.js";
+import { classifyFailure, RETRY_BACKOFF, RoomWriter } from "./roomWriter.js";
 import { extraTarget, mainTarget, parseTarget, systemTarget, type TargetKey } from "./targets.js";
 
-/** At most about one message a second per room: a flapping mailbox is told, not shouted. */
-const MIN_MESSAGE_INTERVAL_MS = 1000;
-/** How often a target held for presence is looked at again, in case no presence event comes. */
-const PRESENCE_RECHECK_MS = 15_000;
+/** The pace of delivery; tests make it quick. */
+export interface DeliveryTiming {
+  /** At most about one message a second per room: a flapping mailbox is told, not shouted. */
+  minMessageIntervalMs: number;
+  /** How often a target held for presence is looked at again, in case no presence event comes. */
+  presenceRecheckMs: number;
+  /**
+   * An invite not accepted yet is looked at again (in case the join reaches the bridge late or
+   * not at all: Synapse backs off from an appservice that was down): 15 to 30 s, doubling to 5 min.
+   */
+  inviteRecheck: BackoffOptions;
+  /** A homeserver that is down or overloaded, or any other failure. */
+  retry: BackoffOptions;
+}
+
+const DEFAULT_TIMING: DeliveryTiming = {
+  minMessageIntervalMs: 1000,
+  presenceRecheckMs: 15_000,
+  inviteRecheck: { baseMs: 30_000, maxMs: 300_000 },
+  retry: RETRY_BACKOFF,
+};
 /** A change that waited longer than this is told with "since <time>". */
 const DELAYED_AFTER_MS = 30_000;
+
 
 /** What a room shows now (remembered so that only changes are sent). */
 type RoomShows = Partial<Pick<DmRoom, "lastSummary" | "lastName" | "lastTopic">>;
@@ -48,7 +81,19 @@ type Resolved =
       dm?: DmRoom;
       extra?: ExtraTarget;
     }
-  | { ok: false; action: "wait" | "drop"; reason: string; recheckMs?: number };
+  | { ok: false; action: "wait" | "drop"; reason: string; recheck?: "invite" | "presence" };
+
+type Room = Extract<Resolved, { ok: true }>;
+
+/** One round's view of its batch: what is done, and whether a request may have gone out before. */
+interface Round {
+  key: TargetKey;
+  batch: OutboxBatch;
+  /** A request of this batch may have reached the homeserver before this round: look first. */
+  lookFirst: boolean;
+  /** Outbox IDs of the bot's recent messages in the room, read once per round when needed. */
+  found?: Map<string, string>;
+}
 
 export class DeliveryService {
   private seq = 0;
@@ -58,7 +103,9 @@ export class DeliveryService {
   private readonly lastMessageAt = new Map<string, number>();
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private readonly rechecks = new Map<TargetKey, NodeJS.Timeout>();
+  private readonly inviteChecks = new Map<TargetKey, number>();
   private stopped = false;
+  private readonly timing: DeliveryTiming;
 
   constructor(
     private readonly config: BridgeConfig,
@@ -69,7 +116,10 @@ export class DeliveryService {
     private readonly presence: PresenceTracker,
     private readonly log: Logger,
     private readonly metrics?: VoicemailMetrics,
-  ) {}
+    timing: Partial<DeliveryTiming> = {},
+  ) {
+    this.timing = { ...DEFAULT_TIMING, ...timing };
+  }
 
   /** After a restart: continue numbering, and deliver whatever was waiting. */
   async start(): Promise<void> {
@@ -112,12 +162,36 @@ export class DeliveryService {
     return { id: randomUUID(), seq: ++this.seq, ownerId, targetKey, withMessage, createdAt: Date.now(), ...fields };
   }
 
-  /** Writes the change for every target of the user; resolves once it is stored. */
-  async enqueueChange(userId: string, change: MailboxChange): Promise<TargetKey[]> {
+  /**
+   * The outbox entries of a change for every target of the user, not stored yet: the caller
+   * stores them together with the mailbox's new state (`store.acceptChange`), then kicks them.
+   */
+  async prepareChange(userId: string, change: MailboxChange): Promise<OutboxEntry[]> {
     const targets = await this.targetsOf(userId, change.current.systemId);
     const stored = { kind: change.kind, current: change.current, ...(change.previous ? { previous: change.previous } : {}) };
-    await this.store.addOutboxEntries(targets.map((t) => this.entry(userId, t.key, t.withMessage, { change: stored })));
-    return targets.map((t) => t.key);
+    return targets.map((t) => this.entry(userId, t.key, t.withMessage, { change: stored }));
+  }
+
+  /** Writes the change for every target of the user; resolves once it is stored. */
+  async enqueueChange(userId: string, change: MailboxChange): Promise<TargetKey[]> {
+    const entries = await this.prepareChange(userId, change);
+    await this.store.addOutboxEntries(entries);
+    return entries.map((e) => e.targetKey);
+  }
+
+  /**
+   * Drops what still waits for one of the user's mailboxes (`!mwi off`): every change entry of
+   * that mailbox not in a batch that may already be in the room. Such a batch (in flight, or
+   * retried after a lost answer) may still finish: it cannot be called back.
+   */
+  async dropQueued(ownerId: string, systemId: string, mailbox: string): Promise<number> {
+    const frozen = new Set((await this.store.outboxBatches()).filter((b) => !b.open).flatMap((b) => b.entryIds));
+    const drop = (await this.store.outboxEntries()).filter(
+      (e) => e.ownerId === ownerId && e.change?.current.systemId === systemId && e.change.current.mailbox === mailbox && !frozen.has(e.id),
+    );
+    await this.store.removeOutboxEntries(drop.map((e) => e.id));
+    if (drop.length) this.log.info(`dropped ${drop.length} queued notification(s) of ${systemId}/${mailbox} for ${ownerId}: MWI is off`);
+    return drop.length;
   }
 
   /** A notice from a system's bot in the user's DM with it, queued like everything else. */
@@ -178,40 +252,71 @@ export class DeliveryService {
     });
   }
 
+  /** Runs until the target has nothing it can take now; whatever fails is retried, never the end. */
   private async work(key: TargetKey): Promise<void> {
-    try {
-      while (!this.stopped && (await this.step(key)));
-    } catch (err) {
-      this.log.error(`delivery to ${key} stopped: ${(err as Error).message}`);
+    while (!this.stopped) {
+      try {
+        if (!(await this.step(key))) return;
+      } catch (err) {
+        // Resolving the room, opening a DM, the store, rendering: all retried the same way.
+        const attempt = (this.attempts.get(key) ?? 0) + 1;
+        this.attempts.set(key, attempt);
+        const failure = classifyFailure(err, attempt, this.timing.retry);
+        const afterMs = failure.kind === "retry" ? failure.afterMs : backoffDelay(attempt - 1, this.timing.retry);
+        this.log.warn(`${key}: delivery interrupted (${failure.reason}); trying again in ${Math.round(afterMs)} ms`);
+        await this.sleep(afterMs);
+      }
     }
+  }
+
+  /** The batch this round sends: the recorded one, or a new one of everything waiting. */
+  private async currentBatch(key: TargetKey, waiting: OutboxEntry[]): Promise<{ batch?: OutboxBatch; entries: OutboxEntry[] }> {
+    const batch = await this.store.getBatch(key);
+    if (!batch || waiting.length === 0) {
+      // A batch whose entries are all gone: delivered (the bridge stopped before the batch left) or dropped.
+      if (batch) await this.store.completeBatch(batch);
+      return { entries: waiting };
+    }
+    const ids = new Set(batch.entryIds);
+    const inBatch = waiting.filter((e) => ids.has(e.id));
+    if (inBatch.length === 0) {
+      await this.store.completeBatch(batch);
+      return { entries: waiting };
+    }
+    return { batch, entries: batch.open ? waiting : inBatch };
   }
 
   /** One round for a target; true when there may be more to do right away. */
   private async step(key: TargetKey): Promise<boolean> {
-    const entries = await this.store.outboxEntries(key);
+    const waiting = await this.store.outboxEntries(key);
+    const { batch: recorded, entries } = await this.currentBatch(key, waiting);
     if (entries.length === 0) return false;
     const room = await this.resolve(key, entries);
     if (!room.ok) {
       if (room.action === "drop") {
-        await this.store.removeOutboxEntries(entries.map((e) => e.id));
-        this.log.info(`dropped ${entries.length} notification(s) for ${key}: ${room.reason}`);
+        await this.store.removeOutboxEntries(waiting.map((e) => e.id));
+        if (recorded) await this.store.completeBatch(recorded);
+        this.log.info(`dropped ${waiting.length} notification(s) for ${key}: ${room.reason}`);
       } else {
         this.log.debug(`holding ${entries.length} notification(s) for ${key}: ${room.reason}`);
-        if (room.recheckMs) this.recheckLater(key, room.recheckMs);
+        if (room.recheck) this.recheckLater(key, this.recheckDelay(key, room.recheck));
       }
+      this.attempts.delete(key);
       return false;
     }
+    this.inviteChecks.delete(key);
     if (entries.some((e) => e.withMessage)) {
-      const wait = (this.lastMessageAt.get(room.writer.roomId) ?? 0) + MIN_MESSAGE_INTERVAL_MS - Date.now();
+      const wait = (this.lastMessageAt.get(room.writer.roomId) ?? 0) + this.timing.minMessageIntervalMs - Date.now();
       if (wait > 0) {
         // Meanwhile more changes may arrive: they are told together.
         await this.sleep(wait);
         return true;
       }
     }
+    const round = await this.beginRound(key, room, entries, recorded);
     try {
-      await this.deliver(room, entries);
-      await this.store.removeOutboxEntries(entries.map((e) => e.id));
+      await this.deliver(room, entries, round);
+      await this.store.completeBatch(round.batch);
       this.attempts.delete(key);
       for (const e of entries) {
         if (e.change) this.metrics?.deliverySeconds.observe({ system: e.change.current.systemId }, (Date.now() - e.createdAt) / 1000);
@@ -220,7 +325,11 @@ export class DeliveryService {
     } catch (err) {
       const attempt = (this.attempts.get(key) ?? 0) + 1;
       this.attempts.set(key, attempt);
-      const failure = classifyFailure(err, attempt);
+      const failure = classifyFailure(err, attempt, this.timing.retry);
+      if (!round.lookFirst && round.batch.done.length === 0 && !failure.maybeStored) {
+        // Nothing of it can be in the room: later changes may still join it.
+        await this.store.saveBatch({ ...round.batch, open: true });
+      }
       if (failure.kind === "gone") {
         this.log.warn(`${key}: the bot cannot post in ${room.writer.roomId} (${failure.reason}); opening a fresh room`);
         if (room.dm) await this.dms.forget(room.dm);
@@ -230,13 +339,73 @@ export class DeliveryService {
       }
       if (failure.kind === "fatal") {
         this.log.error(`${key}: the homeserver refused ${entries.length} notification(s) (${failure.reason}); they are dropped`);
-        await this.store.removeOutboxEntries(entries.map((e) => e.id));
+        await this.store.completeBatch(round.batch);
         return true;
       }
       this.log.warn(`${key}: delivery failed (${failure.reason}); retrying in ${Math.round(failure.afterMs)} ms`);
       await this.sleep(failure.afterMs);
       return true;
     }
+  }
+
+  private recheckDelay(key: TargetKey, why: "invite" | "presence"): number {
+    if (why === "presence") return this.timing.presenceRecheckMs;
+    const n = this.inviteChecks.get(key) ?? 0;
+    this.inviteChecks.set(key, n + 1);
+    return backoffDelay(n, this.timing.inviteRecheck);
+  }
+
+  /** Records the batch before its first request (and whenever it changed). */
+  private async beginRound(key: TargetKey, room: Room, entries: OutboxEntry[], recorded?: OutboxBatch): Promise<Round> {
+    const id = recorded?.id ?? randomUUID();
+    let batch: OutboxBatch = recorded ?? { id, targetKey: key, entryIds: [], txnId: `vm.${id}`, roomId: room.writer.roomId, createdAt: Date.now(), open: true, done: [] };
+    if (batch.roomId !== room.writer.roomId) {
+      // A fresh room (the old one was gone): nothing of the batch is there yet.
+      batch = { ...batch, roomId: room.writer.roomId, open: true, done: [] };
+    }
+    const lookFirst = !batch.open;
+    if (batch.open || batch !== recorded) {
+      batch = { ...batch, entryIds: entries.map((e) => e.id), open: false };
+      await this.store.saveBatch(batch);
+    }
+    return { key, batch, lookFirst };
+  }
+
+  private isDone(round: Round, step: string): boolean {
+    return round.batch.done.some((d) => d.step === step);
+  }
+
+  private async markDone(round: Round, step: string, eventId?: string): Promise<void> {
+    round.batch = { ...round.batch, done: [...round.batch.done, { step, ...(eventId ? { eventId } : {}) }] };
+    await this.store.saveBatch(round.batch);
+  }
+
+  /** Sends a message of the batch once: skipped when done, looked for first when a send may have been lost. */
+  private async sendOnce(round: Round, room: Room, step: string, outboxId: string, content: Record<string, unknown>, txnId: string): Promise<boolean> {
+    if (this.isDone(round, step)) return false;
+    if (round.lookFirst) {
+      round.found ??= await room.writer.findOutboxMessages(new Set([round.batch.id, ...round.batch.entryIds]));
+      const eventId = round.found.get(outboxId);
+      if (eventId) {
+        this.log.info(`${round.key}: ${step} of batch ${round.batch.id} is in ${room.writer.roomId} already (${eventId}); not sent again`);
+        await this.markDone(round, step, eventId);
+        return false;
+      }
+    }
+    await this.markDone(round, step, await room.writer.send("m.room.message", content, txnId));
+    return true;
+  }
+
+  /** Sends a state event of the batch once (a lost answer: compared with the room's state first). */
+  private async stateOnce(round: Round, writer: RoomWriter, type: string, stateKey: string, content: Record<string, unknown>, step = `state:${type}:${stateKey}`): Promise<boolean> {
+    if (this.isDone(round, step)) return false;
+    if (round.lookFirst && (await writer.stateIs(type, stateKey, content))) {
+      await this.markDone(round, step);
+      return false;
+    }
+    await writer.state(type, stateKey, content);
+    await this.markDone(round, step);
+    return true;
   }
 
   private async resolve(key: TargetKey, entries: OutboxEntry[]): Promise<Resolved> {
@@ -247,16 +416,22 @@ export class DeliveryService {
       return { ok: false, action: "drop", reason: `system ${target.systemId} is no longer configured` };
     }
     const bot = target.kind === "sys" ? this.bots.forSystem(target.systemId) : this.bots.main;
-    // Only a message is worth a new room; state alone goes where a room already is.
-    const dm = entries.some((e) => e.withMessage) ? await this.dms.ensure(target.userId, bot) : await this.dms.get(target.userId, bot);
-    if (!dm) return { ok: false, action: "drop", reason: "no room to keep up to date" };
-    if (!dm.userJoined) return { ok: false, action: "wait", reason: "the invite is not accepted yet" };
-    const profile = await this.store.getProfile(target.userId);
-    if (profile?.delivery === "when-online" && !(await this.presence.isOnline(target.userId))) {
-      // Presence reaches the bridge only for users it shares rooms with: look again now and then.
-      return { ok: false, action: "wait", reason: "the user is not online", recheckMs: PRESENCE_RECHECK_MS };
-    }
     const intent = this.bots.intent(bot);
+    // Only a message is worth a new room; state alone goes where a room already is.
+    // ensure() looks at the membership of a room not joined yet: the join may come late or never.
+    let dm = entries.some((e) => e.withMessage) ? await this.dms.ensure(target.userId, bot) : await this.dms.get(target.userId, bot);
+    if (!dm) return { ok: false, action: "drop", reason: "no room to keep up to date" };
+    if (!dm.userJoined && (await membershipOf(intent, dm.roomId, target.userId)) === "join") {
+      await this.dms.markJoined(dm);
+      dm = { ...dm, userJoined: true };
+    }
+    if (!dm.userJoined) return { ok: false, action: "wait", reason: "the invite is not accepted yet", recheck: "invite" };
+    const profile = await this.store.getProfile(target.userId);
+    // Asked as the DM's bot: it shares a room with the user, so the homeserver tells it.
+    if (profile?.delivery === "when-online" && !(await this.presence.isOnline(target.userId, intent))) {
+      // A presence push may be late or dropped: look again now and then.
+      return { ok: false, action: "wait", reason: "the user is not online", recheck: "presence" };
+    }
     return {
       ok: true,
       writer: new RoomWriter(intent, dm.roomId),
@@ -271,51 +446,65 @@ export class DeliveryService {
     const extra = await this.store.getTarget(targetId);
     if (!extra) return { ok: false, action: "drop", reason: "the target was removed" };
     if (extra.status === "refused") return { ok: false, action: "drop", reason: "the target declined" };
-    if (extra.status === "invited" || !extra.roomId) return { ok: false, action: "wait", reason: "the invite is not accepted yet" };
+    if (!extra.roomId) return { ok: false, action: "wait", reason: "the invite is not sent yet", recheck: "invite" };
     const bot = this.bots.main;
+    const intent = this.bots.intent(bot);
+    let current = extra;
+    if (extra.status === "invited") {
+      // The acceptance may reach the bridge late or not at all: look.
+      const membership = extra.kind === "account" ? await membershipOf(intent, extra.roomId, extra.address) : "unknown";
+      if (membership === "leave" || membership === "ban") {
+        await this.store.updateTarget({ ...extra, status: "refused" });
+        return { ok: false, action: "drop", reason: "the target declined" };
+      }
+      if (membership !== "join") return { ok: false, action: "wait", reason: "the invite is not accepted yet", recheck: "invite" };
+      current = { ...extra, status: "active" };
+      await this.store.updateTarget(current);
+      this.log.info(`${extra.address} accepted to be told about the voicemail of ${extra.ownerId}`);
+    }
     return {
       ok: true,
-      writer: new RoomWriter(this.bots.intent(bot), extra.roomId),
+      writer: new RoomWriter(intent, extra.roomId),
       bot,
-      extra,
-      ...(extra.kind === "account" ? { rename: accountRoomName(extra.ownerId) } : { stateOptional: true }),
+      extra: current,
+      ...(current.kind === "account" ? { rename: accountRoomName(current.ownerId) } : { stateOptional: true }),
     };
   }
 
-  private async deliver(room: Extract<Resolved, { ok: true }>, entries: OutboxEntry[]): Promise<void> {
+  private async deliver(room: Room, entries: OutboxEntry[], round: Round): Promise<void> {
     const ownerId = entries[0]!.ownerId;
     for (const e of entries.filter((x) => x.notice)) {
-      await room.writer.send("m.room.message", noticeContent(e.notice!), `vmn.${e.id}`);
-      this.metrics?.matrixEvents.inc({ kind: "message" });
+      if (await this.sendOnce(round, room, `notice:${e.id}`, e.id, noticeContent(e.notice!, e.id), `vmn.${e.id}`)) {
+        this.metrics?.matrixEvents.inc({ kind: "message" });
+      }
     }
     const changeEntries = entries.filter((e) => e.change);
     const changes = coalesce(changeEntries.map((e) => ({ change: e.change!, createdAt: e.createdAt })));
     const views = await this.views.mailboxViews(ownerId, changes.map((c) => c.current));
-    if (changes.length && changeEntries.some((e) => e.withMessage)) {
+    if (changes.length && changeEntries.some((e) => e.withMessage) && !this.isDone(round, "message")) {
       const message = await this.render(room, ownerId, changes, views);
-      await room.writer.send(
-        "m.room.message",
-        messageContent(message, message.msgtype),
-        transactionId("vm", changeEntries.map((e) => e.id)),
-      );
-      this.lastMessageAt.set(room.writer.roomId, Date.now());
-      this.metrics?.matrixEvents.inc({ kind: "message" });
+      const content = messageContent(message, message.msgtype, round.batch.id);
+      if (await this.sendOnce(round, room, "message", round.batch.id, content, round.batch.txnId)) {
+        this.lastMessageAt.set(room.writer.roomId, Date.now());
+        this.metrics?.matrixEvents.inc({ kind: "message" });
+      }
     }
     const states = async () => {
       for (const c of changes) {
         if (room.systemId && c.current.systemId !== room.systemId) continue;
         const content = mailboxStateContent(ownerId, this.views.systemName(c.current.systemId), c.current);
-        await room.writer.state(MWI_EVENT_TYPE, mailboxStateKey(c.current.systemId, c.current.mailbox), content);
-        this.metrics?.matrixEvents.inc({ kind: "mailbox_state" });
+        if (await this.stateOnce(round, room.writer, MWI_EVENT_TYPE, mailboxStateKey(c.current.systemId, c.current.mailbox), content)) {
+          this.metrics?.matrixEvents.inc({ kind: "mailbox_state" });
+        }
       }
-      await this.refreshRoom(room, ownerId, views);
+      await this.refreshRoom(room, ownerId, views, round);
     };
     if (!room.stateOptional) await states();
     else await states().catch((err: Error) => this.log.debug(`no state events in ${room.writer.roomId}: ${err.message}`));
-    if (room.systemId && changes.length) await this.refreshOtherSystemRooms(ownerId, room.systemId, views);
+    if (room.systemId && changes.length) await this.refreshOtherSystemRooms(ownerId, room.systemId, views, round);
   }
 
-  private async render(room: Extract<Resolved, { ok: true }>, ownerId: string, changes: CoalescedChange[], views: MailboxView[]) {
+  private async render(room: Room, ownerId: string, changes: CoalescedChange[], views: MailboxView[]) {
     const timeZone = await this.views.timeZone(ownerId);
     const firstAt = Math.min(...changes.map((c) => c.firstAt));
     const since = Date.now() - firstAt > DELAYED_AFTER_MS ? firstAt : undefined;
@@ -346,7 +535,7 @@ export class DeliveryService {
    * The summary, the room name and (in aggregate rooms) the topic with every mailbox side by
    * side, each sent only where it differs from what the room shows.
    */
-  private async refreshRoom(room: Extract<Resolved, { ok: true }>, ownerId: string, views: MailboxView[]): Promise<void> {
+  private async refreshRoom(room: Room, ownerId: string, views: MailboxView[], round: Round): Promise<void> {
     const shown: RoomShows | undefined = room.dm ?? room.extra;
     const summary = buildSummary(ownerId, views);
     const newCount = views.filter((v) => !room.systemId || v.systemId === room.systemId).reduce((sum, v) => sum + (v.state?.new ?? 0), 0);
@@ -363,8 +552,9 @@ export class DeliveryService {
     }
     const update: RoomShows = {};
     for (const w of wanted.filter((x) => x.value !== shown?.[x.field])) {
-      await room.writer.state(w.type, "", w.content);
-      this.metrics?.matrixEvents.inc({ kind: w.kind });
+      // Other rooms than the batch's (the other system DMs) have their own steps.
+      const step = `state:${w.type}:${room.writer.roomId === round.batch.roomId ? "" : room.writer.roomId}`;
+      if (await this.stateOnce(round, room.writer, w.type, "", w.content, step)) this.metrics?.matrixEvents.inc({ kind: w.kind });
       update[w.field] = w.value;
     }
     if (Object.keys(update).length === 0) return;
@@ -378,13 +568,13 @@ export class DeliveryService {
   }
 
   /** Each system DM's summary covers all the user's systems: bring the others along (best effort). */
-  private async refreshOtherSystemRooms(ownerId: string, systemId: string, views: MailboxView[]): Promise<void> {
+  private async refreshOtherSystemRooms(ownerId: string, systemId: string, views: MailboxView[], round: Round): Promise<void> {
     for (const otherId of new Set(views.map((v) => v.systemId).filter((id) => id !== systemId))) {
       const bot = this.bots.forSystem(otherId);
       const dm = await this.dms.get(ownerId, bot);
       if (!dm?.userJoined) continue;
       const other = { ok: true as const, writer: new RoomWriter(this.bots.intent(bot), dm.roomId), bot, dm, systemId: otherId, rename: bot.displayName };
-      await this.refreshRoom(other, ownerId, views).catch((err: Error) => this.log.warn(`summary of ${dm.roomId} not refreshed: ${err.message}`));
+      await this.refreshRoom(other, ownerId, views, round).catch((err: Error) => this.log.warn(`summary of ${dm.roomId} not refreshed: ${err.message}`));
     }
   }
 }

@@ -1,4 +1,13 @@
-/** The embedded store: a directory of NeDB files, private to the service user. */
+/**
+ * The embedded store: a directory of NeDB files, private to the service user.
+ *
+ * NeDB has no transactions, and each collection is its own file. An MWI change and its outbox
+ * entries are made atomic like this: the entries carry the new state (`change.current`) and are
+ * written first, then the state; no outbox entry can be removed while such a pair is being
+ * written (one lock), so after a crash in between the entries are still there, and on open the
+ * state is repaired from the newest of them. A repeated update is then no change: no second
+ * notification, and none lost.
+ */
 import { mkdirSync, chmodSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Datastore from "nedb-promises";
@@ -6,12 +15,15 @@ import type { MailboxState } from "../core/mwi.js";
 import {
   SCHEMA_VERSION,
   type DmRoom,
+  type OutboxBatch,
+  type StoreLog,
   type ExtraTarget,
   type MailboxLink,
   type OutboxEntry,
   type Profile,
   type VoicemailStore,
 } from "./store.js";
+import { upgradeTargetKey } from "./targetKeys.js";
 
 type Collection = ReturnType<typeof Datastore.create>;
 
@@ -30,11 +42,19 @@ function strip<T>(doc: (T & { _id?: string }) | null | undefined): T | undefined
 
 const isUniqueViolation = (err: unknown) => (err as { errorType?: string }).errorType === "uniqueViolated";
 
+/** A problem the store survives but an admin should see: one line on stderr unless told otherwise. */
+const consoleLog: StoreLog = { warn: (message) => console.warn(`[Store] ${message}`) };
+
+const targetKey = (ownerId: string, address: string) => JSON.stringify([ownerId, address]);
+
 export class NedbStore implements VoicemailStore {
   private compactionTimer?: NodeJS.Timeout;
+  /** Serialises acceptChange with the removal of outbox entries (see the top of this file). */
+  private outboxLock: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly dir: string,
+    private readonly log: StoreLog,
     private readonly meta: Collection,
     private readonly profiles: Collection,
     private readonly links: Collection,
@@ -43,9 +63,10 @@ export class NedbStore implements VoicemailStore {
     private readonly events: Collection,
     private readonly outbox: Collection,
     private readonly targets: Collection,
+    private readonly batches: Collection,
   ) {}
 
-  static async open(directory: string): Promise<NedbStore> {
+  static async open(directory: string, log: StoreLog = consoleLog): Promise<NedbStore> {
     const dir = resolve(directory);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
@@ -56,6 +77,7 @@ export class NedbStore implements VoicemailStore {
     };
     const store = new NedbStore(
       dir,
+      log,
       await open("meta"),
       await open("profiles"),
       await open("links"),
@@ -64,12 +86,20 @@ export class NedbStore implements VoicemailStore {
       await open("handled_events"),
       await open("outbox"),
       await open("targets"),
+      await open("outbox_batches"),
     );
     await store.migrate();
     await store.indexes();
+    await store.repairMailboxStates();
     store.makeFilesPrivate();
-    store.compactionTimer = setInterval(() => void store.compactAll().catch(() => undefined), COMPACTION_INTERVAL_MS).unref();
+    store.compactionTimer = setInterval(() => void store.compactAll(), COMPACTION_INTERVAL_MS).unref();
     return store;
+  }
+
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.outboxLock.then(task);
+    this.outboxLock = result.catch(() => undefined);
+    return result;
   }
 
   private async migrate(): Promise<void> {
@@ -83,7 +113,42 @@ export class NedbStore implements VoicemailStore {
         `the store in ${this.dir} has schema version ${current.version}, newer than this bridge (${SCHEMA_VERSION}): upgrade the bridge`,
       );
     }
-    // Version 1 is the first: later versions add their steps here, in order.
+    // Each step is safe to run again: a crash before the version is written repeats it.
+    if (current.version < 2) await this.migrateTo2();
+    if (current.version < SCHEMA_VERSION) await this.meta.update({ key: "schema" }, { $set: { version: SCHEMA_VERSION } }, {});
+  }
+
+  /** Target keys become JSON arrays; each target gets its unique owner-and-address key (duplicates: the first stays). */
+  private async migrateTo2(): Promise<void> {
+    for (const entry of await this.outbox.find<OutboxEntry>({})) {
+      const upgraded = upgradeTargetKey(entry.targetKey);
+      if (upgraded !== entry.targetKey) await this.outbox.update({ id: entry.id }, { $set: { targetKey: upgraded } }, {});
+    }
+    const seen = new Set<string>();
+    for (const target of await this.targets.find<ExtraTarget>({}).sort({ createdAt: 1 })) {
+      const key = targetKey(target.ownerId, target.address);
+      if (seen.has(key)) await this.targets.remove({ id: target.id }, {});
+      else await this.targets.update({ id: target.id }, { $set: { key } }, {});
+      seen.add(key);
+    }
+  }
+
+  /** The crash between an accepted change's entries and its state (see the top): the entries win. */
+  private async repairMailboxStates(): Promise<void> {
+    const newest = new Map<string, MailboxState>();
+    for (const entry of await this.outboxEntries()) {
+      const current = entry.change?.current;
+      if (!current) continue;
+      const key = NedbStore.mailboxKey(current.systemId, current.mailbox);
+      if ((newest.get(key)?.updated ?? -Infinity) < current.updated) newest.set(key, current);
+    }
+    for (const state of newest.values()) {
+      const stored = await this.getMailboxState(state.systemId, state.mailbox);
+      if (!stored || stored.updated < state.updated) {
+        await this.saveMailboxState(state);
+        this.log.warn(`repaired the state of ${state.systemId}/${state.mailbox} from its outbox entries (the bridge stopped while storing it)`);
+      }
+    }
   }
 
   private async indexes(): Promise<void> {
@@ -99,21 +164,59 @@ export class NedbStore implements VoicemailStore {
     await this.outbox.ensureIndex({ fieldName: "id", unique: true });
     await this.outbox.ensureIndex({ fieldName: "targetKey" });
     await this.targets.ensureIndex({ fieldName: "id", unique: true });
+    await this.targets.ensureIndex({ fieldName: "key", unique: true });
+    await this.batches.ensureIndex({ fieldName: "targetKey", unique: true });
     await this.targets.ensureIndex({ fieldName: "ownerId" });
     await this.targets.ensureIndex({ fieldName: "roomId" });
   }
 
-  private collections(): Collection[] {
-    return [this.meta, this.profiles, this.links, this.rooms, this.mailboxes, this.events, this.outbox, this.targets];
+  private collections(): [string, Collection][] {
+    return [
+      ["meta", this.meta],
+      ["profiles", this.profiles],
+      ["links", this.links],
+      ["dm_rooms", this.rooms],
+      ["mailbox_state", this.mailboxes],
+      ["handled_events", this.events],
+      ["outbox", this.outbox],
+      ["targets", this.targets],
+      ["outbox_batches", this.batches],
+    ];
   }
 
   /** NeDB (re)creates its files with the process umask; the data is nobody else's business. */
   private makeFilesPrivate(): void {
-    for (const file of readdirSync(this.dir)) chmodSync(join(this.dir, file), 0o600);
+    let files: string[];
+    try {
+      files = readdirSync(this.dir);
+    } catch (err) {
+      this.log.warn(`cannot list ${this.dir} to make its files private: ${(err as Error).message}`);
+      return;
+    }
+    const failed: string[] = [];
+    let reason = "";
+    for (const file of files) {
+      try {
+        chmodSync(join(this.dir, file), 0o600);
+      } catch (err) {
+        failed.push(file);
+        reason = (err as Error).message;
+      }
+    }
+    if (failed.length) this.log.warn(`cannot make ${failed.join(", ")} in ${this.dir} private (mode 0600): ${reason}`);
   }
 
+  /** Never throws: a failed compaction leaves a larger file, and says so. */
   private async compactAll(): Promise<void> {
-    for (const db of this.collections()) await compact(db);
+    const failed: string[] = [];
+    let reason = "";
+    for (const [name, db] of this.collections()) {
+      await compact(db).catch((err: Error) => {
+        failed.push(`${name}.db`);
+        reason = err.message;
+      });
+    }
+    if (failed.length) this.log.warn(`compaction of ${failed.join(", ")} in ${this.dir} failed: ${reason}`);
     this.makeFilesPrivate();
   }
 
@@ -181,7 +284,9 @@ export class NedbStore implements VoicemailStore {
     // NeDB only appends a deletion mark: the link's lines, sealed credentials included, would
     // stay in the file until the next compaction. Forgotten credentials leave the disk now.
     if (removed) {
-      await compact(this.links);
+      await compact(this.links).catch((err: Error) =>
+        this.log.warn(`compaction of links.db failed: removed credentials stay in the file until the next one (${err.message})`),
+      );
       this.makeFilesPrivate();
     }
     return removed;
@@ -238,6 +343,13 @@ export class NedbStore implements VoicemailStore {
     await this.mailboxes.update({ key }, { ...state, key }, { upsert: true });
   }
 
+  acceptChange(state: MailboxState, entries: OutboxEntry[]): Promise<void> {
+    return this.exclusive(async () => {
+      if (entries.length) await this.outbox.insert(entries);
+      await this.saveMailboxState(state);
+    });
+  }
+
   async addOutboxEntries(entries: OutboxEntry[]): Promise<void> {
     if (entries.length) await this.outbox.insert(entries);
   }
@@ -247,8 +359,10 @@ export class NedbStore implements VoicemailStore {
     return docs.map((d) => strip<OutboxEntry>(d)!);
   }
 
-  async removeOutboxEntries(ids: string[]): Promise<void> {
-    if (ids.length) await this.outbox.remove({ id: { $in: ids } }, { multi: true });
+  removeOutboxEntries(ids: string[]): Promise<void> {
+    return this.exclusive(async () => {
+      if (ids.length) await this.outbox.remove({ id: { $in: ids } }, { multi: true });
+    });
   }
 
   async maxOutboxSeq(): Promise<number> {
@@ -256,29 +370,63 @@ export class NedbStore implements VoicemailStore {
     return last?.seq ?? 0;
   }
 
+  private static batchOf(doc: unknown): OutboxBatch | undefined {
+    return strip<OutboxBatch>(doc as OutboxBatch | null);
+  }
+
+  async getBatch(targetKey: string): Promise<OutboxBatch | undefined> {
+    return NedbStore.batchOf(await this.batches.findOne({ targetKey }));
+  }
+
+  async outboxBatches(): Promise<OutboxBatch[]> {
+    return (await this.batches.find<OutboxBatch>({})).map((d) => NedbStore.batchOf(d)!);
+  }
+
+  async saveBatch(batch: OutboxBatch): Promise<void> {
+    await this.batches.update({ targetKey: batch.targetKey }, batch, { upsert: true });
+  }
+
+  /** Entries first: a crash in between leaves a batch whose entries are gone, which delivery discards. */
+  completeBatch(batch: OutboxBatch): Promise<void> {
+    return this.exclusive(async () => {
+      if (batch.entryIds.length) await this.outbox.remove({ id: { $in: batch.entryIds } }, { multi: true });
+      await this.batches.remove({ id: batch.id }, {});
+    });
+  }
+
+  private static targetOf(doc: unknown): ExtraTarget | undefined {
+    const stripped = strip<ExtraTarget & { key?: string }>(doc as ExtraTarget | null);
+    if (!stripped) return undefined;
+    const { key, ...target } = stripped;
+    return target;
+  }
+
   async addTarget(target: ExtraTarget): Promise<boolean> {
-    const existing = await this.targets.findOne({ ownerId: target.ownerId, address: target.address });
-    if (existing) return false;
-    await this.targets.insert(target);
-    return true;
+    try {
+      await this.targets.insert({ ...target, key: targetKey(target.ownerId, target.address) });
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
   }
 
   async listTargets(ownerId: string): Promise<ExtraTarget[]> {
     const docs = await this.targets.find<ExtraTarget>({ ownerId }).sort({ createdAt: 1 });
-    return docs.map((d) => strip<ExtraTarget>(d)!);
+    return docs.map((d) => NedbStore.targetOf(d)!);
   }
 
   async getTarget(id: string): Promise<ExtraTarget | undefined> {
-    return strip<ExtraTarget>(await this.targets.findOne({ id }));
+    return NedbStore.targetOf(await this.targets.findOne({ id }));
   }
 
   async targetsByRoom(roomId: string): Promise<ExtraTarget[]> {
     const docs = await this.targets.find<ExtraTarget>({ roomId });
-    return docs.map((d) => strip<ExtraTarget>(d)!);
+    return docs.map((d) => NedbStore.targetOf(d)!);
   }
 
   async updateTarget(target: ExtraTarget): Promise<void> {
-    await this.targets.update({ id: target.id }, target, {});
+    await this.targets.update({ id: target.id }, { ...target, key: targetKey(target.ownerId, target.address) }, {});
   }
 
   async removeTarget(id: string): Promise<boolean> {
@@ -298,10 +446,4 @@ export class NedbStore implements VoicemailStore {
   async forgetHandledEventsBefore(at: number): Promise<number> {
     return this.events.remove({ at: { $lt: at } }, { multi: true });
   }
-}
-
-/** Opens the store a `database.uri` names. */
-export async function openStore(uri: string): Promise<VoicemailStore> {
-  if (uri.startsWith("nedb:")) return NedbStore.open(uri.slice("nedb:".length));
-  throw new Error(`database.uri: unsupported store "${uri.split(":")[0]}"`);
 }

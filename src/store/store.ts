@@ -2,8 +2,20 @@
 import type { RenderedText } from "../core/format.js";
 import type { ChangeKind, MailboxState } from "../core/mwi.js";
 
-/** Bumped whenever stored documents change shape; a newer store is never opened by older code. */
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped whenever stored documents change shape; a newer store is never opened by older code.
+ * 2: target keys are JSON arrays (user IDs may contain `|`); targets are unique per owner and
+ * address; outbox batches.
+ */
+export const SCHEMA_VERSION = 2;
+
+/** The engines a `database.uri` can name (PostgreSQL joins later as `postgres://`). */
+export const SUPPORTED_STORES = ["nedb:<directory>", "memory:"] as const;
+
+/** Where a store reports what went wrong without failing (compaction, permission fix-ups). */
+export interface StoreLog {
+  warn(message: string): void;
+}
 
 /** `always`: deliver whenever the user has joined the room; `when-online`: also wait for presence. */
 export type DeliveryMode = "always" | "when-online";
@@ -68,6 +80,33 @@ export interface MailboxLink {
   createdAt: number;
 }
 
+/**
+ * The outbox entries of one target that went (or go) out together: recorded before the first
+ * request, so that a retry, also after a crash or a homeserver restart, sends the same events with
+ * the same transaction IDs and never one the homeserver has already accepted.
+ */
+export interface OutboxBatch {
+  /** Stable: carried in the message content as the outbox ID (`org.voicemail.outbox_id`). */
+  id: string;
+  targetKey: string;
+  entryIds: string[];
+  /** The message's transaction ID: the same on every retry. */
+  txnId: string;
+  /** The room the steps in `done` went to; another room starts the batch afresh. */
+  roomId: string;
+  createdAt: number;
+  /**
+   * True while no request of the batch can have reached the homeserver (every attempt so far
+   * failed before a byte was sent, or was answered "not stored"): later entries may still join.
+   */
+  open: boolean;
+  /**
+   * Steps the homeserver accepted ("message", "notice:<entry>", "state:<type>:<key>"), with the
+   * event ID where known. A list, not an object: event types contain dots, which NeDB refuses in keys.
+   */
+  done: { step: string; eventId?: string }[];
+}
+
 /** The one DM room between a user and one of the bridge's bots. */
 export interface DmRoom {
   userId: string;
@@ -107,6 +146,13 @@ export interface VoicemailStore {
   getMailboxState(systemId: string, mailbox: string): Promise<MailboxState | undefined>;
   saveMailboxState(state: MailboxState): Promise<void>;
 
+  /**
+   * A mailbox's new state and the outbox entries that tell it, in one atomic step: after a crash
+   * either both are there or neither (a repeated update is then a change again, never a second
+   * notification and never a lost one).
+   */
+  acceptChange(state: MailboxState, entries: OutboxEntry[]): Promise<void>;
+
   addOutboxEntries(entries: OutboxEntry[]): Promise<void>;
   /** Waiting entries, oldest first; of one target when given. */
   outboxEntries(targetKey?: string): Promise<OutboxEntry[]>;
@@ -114,6 +160,15 @@ export interface VoicemailStore {
   /** The highest seq waiting, so that numbering continues after a restart. */
   maxOutboxSeq(): Promise<number>;
 
+  /** The batch of a target being delivered (at most one per target). */
+  getBatch(targetKey: string): Promise<OutboxBatch | undefined>;
+  outboxBatches(): Promise<OutboxBatch[]>;
+  /** Inserts or replaces the batch of its target. */
+  saveBatch(batch: OutboxBatch): Promise<void>;
+  /** The batch is delivered (or dropped): its entries leave the outbox, then the batch. */
+  completeBatch(batch: OutboxBatch): Promise<void>;
+
+  /** False when the owner has a target with that address already (one per owner and address). */
   addTarget(target: ExtraTarget): Promise<boolean>;
   listTargets(ownerId: string): Promise<ExtraTarget[]>;
   getTarget(id: string): Promise<ExtraTarget | undefined>;

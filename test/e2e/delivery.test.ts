@@ -129,6 +129,30 @@ describe("delivery that never loses a notification", { timeout: 900_000 }, () =>
     assert.equal(mwiMessages(user, room!).length, before + 1, "one catch-up message");
   });
 
+  it("a when-online user whose presence push was missed (online while the bridge was stopped) still gets the catch-up", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const { user, room } = await linkedUser("missed", "carrier", "3009");
+    assert.match((await world.command(user, room!, CARRIER_BOT, "!set delivery when-online")).getContent().body, /wait until you are online/);
+    await user.client.setSyncPresence(SetPresence.Offline);
+    await user.client.setPresence({ presence: "offline" });
+    await sleep(1000);
+    const before = mwiMessages(user, room!).length;
+    assert.equal((await mwi("carrier", "3009", 2)).status, 202);
+    await sleep(2000);
+    assert.equal(mwiMessages(user, room!).length, before, "nothing while offline");
+    // The user comes online while the bridge is away: the push goes nowhere. The user shares
+    // no room with the main bot, so only the carrier bot may look at their presence.
+    await world.bridge.stop();
+    await user.client.setSyncPresence(SetPresence.Online);
+    await user.client.setPresence({ presence: "online" });
+    await sleep(2000);
+    await world.bridge.start();
+    const message = await waitForEvent(user.client, room!, (e) => e.getSender() === CARRIER_BOT && /3009: 2 new/.test(e.getContent().body ?? ""), 60_000);
+    assert.equal(message.getContent().msgtype, "m.text");
+    await sleep(1500);
+    assert.equal(mwiMessages(user, room!).length, before + 1, "one catch-up message");
+  });
+
   it("tells another account that accepted, nothing to one that refused, and a room added by its moderator", async (t) => {
     if (!world) return t.skip("no test bed");
     const { user: owner, room } = await linkedUser("owner", "carrier", "3005");

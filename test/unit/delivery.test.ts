@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { coalesce } from "../../src/core/coalesce.js";
 import { formatSince, renderAggregate, renderNotification, type MailboxView } from "../../src/core/format.js";
 import type { MailboxChange, MailboxState } from "../../src/core/mwi.js";
-import { classifyFailure, transactionId } from "../../src/delivery/roomWriter.js";
+import { classifyFailure } from "../../src/delivery/roomWriter.js";
 import { extraTarget, mainTarget, parseTarget, systemTarget } from "../../src/delivery/targets.js";
 
 const T0 = Date.UTC(2026, 10, 25, 9, 12);
@@ -108,21 +108,27 @@ describe("delayed and aggregate messages", () => {
 });
 
 describe("delivery plumbing", () => {
-  it("the same batch gets the same transaction ID, another batch another", () => {
-    assert.equal(transactionId("vm", ["a", "b"]), transactionId("vm", ["a", "b"]));
-    assert.notEqual(transactionId("vm", ["a", "b"]), transactionId("vm", ["a", "b", "c"]));
-    assert.match(transactionId("vm", ["a"]), /^vm\.[A-Za-z0-9_-]{32}$/);
-  });
-
   it("classifies homeserver failures", () => {
     assert.deepEqual(classifyFailure({ statusCode: 429, errcode: "M_LIMIT_EXCEEDED", retryAfterMs: 1234 }, 1).kind, "retry");
-    assert.equal((classifyFailure({ statusCode: 429, body: { retry_after_ms: 777 } }, 1) as { afterMs: number }).afterMs, 777);
+    const asked = (classifyFailure({ statusCode: 429, body: { retry_after_ms: 777 } }, 1) as { afterMs: number }).afterMs;
+    assert.ok(asked >= 777 && asked <= 777 * 1.1, `retry_after_ms is honoured (${asked})`);
     assert.equal(classifyFailure({ statusCode: 403, errcode: "M_FORBIDDEN" }, 1).kind, "gone");
     assert.equal(classifyFailure({ statusCode: 400, errcode: "M_BAD_JSON" }, 1).kind, "fatal");
     assert.equal(classifyFailure({ statusCode: 502 }, 1).kind, "retry");
     const down = classifyFailure(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }), 10);
     assert.equal(down.kind, "retry");
-    assert.ok((down as { afterMs: number }).afterMs <= 37_500, "backoff is capped");
+    assert.ok((down as { afterMs: number }).afterMs <= 60_000, "backoff is capped");
+  });
+
+  it("knows which failures cannot have stored the request, and which may have", () => {
+    const refused = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+    const reset = Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+    assert.equal(classifyFailure(refused, 1).maybeStored, false);
+    assert.equal(classifyFailure({ statusCode: 429, errcode: "M_LIMIT_EXCEEDED" }, 1).maybeStored, false);
+    assert.equal(classifyFailure({ statusCode: 400, errcode: "M_BAD_JSON" }, 1).maybeStored, false);
+    assert.equal(classifyFailure(reset, 1).maybeStored, true);
+    assert.equal(classifyFailure({ statusCode: 502 }, 1).maybeStored, true);
+    assert.equal(classifyFailure(Object.assign(new Error("ESOCKETTIMEDOUT"), { code: "ESOCKETTIMEDOUT" }), 1).maybeStored, true);
   });
 
   it("target keys round-trip", () => {
@@ -130,6 +136,20 @@ describe("delivery plumbing", () => {
     assert.deepEqual(parseTarget(mainTarget("@a:x")), { kind: "main", userId: "@a:x" });
     assert.deepEqual(parseTarget(extraTarget("t1")), { kind: "extra", targetId: "t1" });
     assert.equal(parseTarget("bogus|x"), undefined);
+    assert.equal(parseTarget('["sys","@a:x"]'), undefined);
+    assert.equal(parseTarget("[not json"), undefined);
+  });
+
+  it("user IDs with | cannot confuse target keys", () => {
+    assert.deepEqual(parseTarget(systemTarget("@a|b:x", "carrier")), { kind: "sys", userId: "@a|b:x", systemId: "carrier" });
+    assert.deepEqual(parseTarget(mainTarget("@a|main|b:x")), { kind: "main", userId: "@a|main|b:x" });
+    assert.notEqual(systemTarget("@a|b:x", "c"), systemTarget("@a:x", "b|c"));
+  });
+
+  it("keys stored before schema version 2 are still read", () => {
+    assert.deepEqual(parseTarget("sys|@a|b:x|carrier"), { kind: "sys", userId: "@a|b:x", systemId: "carrier" });
+    assert.deepEqual(parseTarget("main|@a|b:x"), { kind: "main", userId: "@a|b:x" });
+    assert.deepEqual(parseTarget("extra|t1"), { kind: "extra", targetId: "t1" });
   });
 });
 

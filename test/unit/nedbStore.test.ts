@@ -1,14 +1,17 @@
-import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { NedbStore, openStore } from "../../src/store/nedbStore.js";
-import { SCHEMA_VERSION, type DmRoom, type MailboxLink } from "../../src/store/store.js";
+import { NedbStore } from "../../src/store/nedbStore.js";
+import { MemoryStore } from "../../src/store/memoryStore.js";
+import { openStore } from "../../src/store/openStore.js";
+import { SCHEMA_VERSION, type DmRoom, type MailboxLink, type OutboxEntry } from "../../src/store/store.js";
 import type { MailboxState } from "../../src/core/mwi.js";
+import { storeSuite } from "./storeSuite.js";
 
-const FILES = ["dm_rooms.db", "handled_events.db", "links.db", "mailbox_state.db", "meta.db", "outbox.db", "profiles.db", "targets.db"];
+const FILES = ["dm_rooms.db", "handled_events.db", "links.db", "mailbox_state.db", "meta.db", "outbox.db", "outbox_batches.db", "profiles.db", "targets.db"];
 
 let root: string;
 before(() => {
@@ -38,17 +41,6 @@ const room = (overrides: Partial<DmRoom> = {}): DmRoom => ({
   ...overrides,
 });
 
-const mailboxState = (overrides: Partial<MailboxState> = {}): MailboxState => ({
-  systemId: "carrier",
-  mailbox: "1001",
-  waiting: true,
-  new: 2,
-  old: 5,
-  urgentNew: 1,
-  urgentOld: 0,
-  updated: 1_700_000_000_000,
-  ...overrides,
-});
 
 describe("NedbStore.open", () => {
   it("creates the directory 0700 with its files 0600", async () => {
@@ -90,7 +82,7 @@ describe("NedbStore.open", () => {
       .filter((doc) => doc.key === "schema");
     assert.equal(docs.length, 1);
     assert.equal(docs[0]!.version, SCHEMA_VERSION);
-    assert.equal(SCHEMA_VERSION, 1);
+    assert.equal(SCHEMA_VERSION, 2);
   });
 
   it("refuses a store written by a newer version, naming both versions", async () => {
@@ -120,12 +112,18 @@ describe("NedbStore.open", () => {
     assert.deepEqual(schemaDocs.map((d) => d.version), [SCHEMA_VERSION]);
   });
 
-  it("openStore takes nedb: URIs and refuses others", async () => {
+  it("openStore picks the engine from the URI and names the supported ones for others", async () => {
     const dir = freshDir();
     const store = await openStore(`nedb:${dir}`);
     assert.ok(store instanceof NedbStore);
     await store.close();
-    await assert.rejects(openStore("postgres://db/voicemail"), { message: 'database.uri: unsupported store "postgres"' });
+    const memory = await openStore("memory:");
+    assert.ok(memory instanceof MemoryStore);
+    await memory.close();
+    await assert.rejects(openStore("postgres://db/voicemail"), {
+      message: 'database.uri: unsupported store "postgres"; supported: nedb:<directory>, memory:',
+    });
+    await assert.rejects(openStore("./data"), /unsupported store "\.\/data"; supported: nedb:<directory>, memory:/);
   });
 
   it("files stay 0600 after writes and close (NeDB may rewrite its files)", async () => {
@@ -142,244 +140,95 @@ describe("NedbStore.open", () => {
   });
 });
 
-describe("NedbStore operations", () => {
-  let dir: string;
-  let store: NedbStore;
-  beforeEach(async () => {
-    dir = freshDir();
-    store = await NedbStore.open(dir);
-  });
-  afterEach(async () => {
-    await store.close();
-  });
 
-  describe("profiles", () => {
-    it("none until written", async () => {
-      assert.equal(await store.getProfile("@alice:localhost"), undefined);
+const lines = (path: string) =>
+  readFileSync(path, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+
+describe("NedbStore migration and repair", () => {
+  it("a version 1 store: target keys become JSON, duplicate targets go, the version is 2", async () => {
+    const dir = freshDir();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "meta.db"), `${JSON.stringify({ key: "schema", version: 1, _id: "schema0000000001" })}\n`);
+    const old = (id: string, seq: number, targetKey: string): OutboxEntry & { _id: string } => ({
+      _id: `outbox${String(seq).padStart(10, "0")}`,
+      id,
+      seq,
+      ownerId: "@a|b:localhost",
+      targetKey,
+      withMessage: true,
+      notice: { body: "hi", html: "hi" },
+      createdAt: seq,
     });
+    writeFileSync(
+      join(dir, "outbox.db"),
+      [old("e1", 1, "sys|@a|b:localhost|carrier"), old("e2", 2, "main|@a|b:localhost"), old("e3", 3, "extra|t-1")].map((d) => JSON.stringify(d)).join("\n") + "\n",
+    );
+    const t = (id: string, createdAt: number) => ({ _id: `target${id}000000000`, id, ownerId: "@o:localhost", kind: "account", address: "@x:localhost", status: "active", createdAt });
+    writeFileSync(join(dir, "targets.db"), `${JSON.stringify(t("2", 2000))}\n${JSON.stringify(t("1", 1000))}\n`);
 
-    it("updateProfile creates, then patches and keeps createdAt", async () => {
-      const before = Date.now();
-      const created = await store.updateProfile("@alice:localhost", { timezone: "Europe/Berlin" });
-      assert.equal(created.userId, "@alice:localhost");
-      assert.equal(created.timezone, "Europe/Berlin");
-      assert.ok(created.createdAt >= before && created.createdAt <= Date.now());
-      assert.deepEqual(await store.getProfile("@alice:localhost"), created);
-
-      const patched = await store.updateProfile("@alice:localhost", { timezone: "America/New_York" });
-      assert.deepEqual(patched, { userId: "@alice:localhost", timezone: "America/New_York", createdAt: created.createdAt });
-      assert.deepEqual(await store.getProfile("@alice:localhost"), patched);
-      assert.equal(await store.getProfile("@bob:localhost"), undefined);
-    });
-
-    it("no _id leaks out", async () => {
-      await store.updateProfile("@alice:localhost", {});
-      const profile = await store.getProfile("@alice:localhost");
-      assert.ok(profile);
-      assert.ok(!("_id" in profile));
-    });
-  });
-
-  describe("links", () => {
-    it("addLink stores a link once; the second time it says false", async () => {
-      assert.equal(await store.addLink(link()), true);
-      assert.equal(await store.addLink(link({ linkedBy: "@admin:localhost", createdAt: 2000 })), false);
-      assert.deepEqual(await store.listLinks("@alice:localhost"), [link()]);
-    });
-
-    it("links come back exactly as stored, without internal keys", async () => {
-      await store.addLink(link());
-      const [stored] = await store.listLinks("@alice:localhost");
-      assert.deepEqual(stored, link());
-      assert.deepEqual(Object.keys(stored!).sort(), ["createdAt", "linkedBy", "mailbox", "mwiEnabled", "systemId", "userId"]);
-    });
-
-    it("listLinks, linksForMailbox and linksForSystem select the right links", async () => {
-      const alice1 = link();
-      const alice2 = link({ systemId: "office", mailbox: "22" });
-      const alice3 = link({ mailbox: "1002" });
-      const bob1 = link({ userId: "@bob:localhost", linkedBy: "@admin:localhost" });
-      const bobOffice = link({ userId: "@bob:localhost", systemId: "office", mailbox: "23" });
-      for (const l of [alice2, bob1, alice3, alice1, bobOffice]) assert.equal(await store.addLink(l), true);
-
-      assert.deepEqual(await store.listLinks("@alice:localhost"), [alice1, alice3, alice2]);
-      assert.deepEqual(await store.listLinks("@bob:localhost"), [bob1, bobOffice]);
-      assert.deepEqual(await store.listLinks("@carol:localhost"), []);
-
-      const byUser = (a: MailboxLink, b: MailboxLink) => a.userId.localeCompare(b.userId);
-      assert.deepEqual((await store.linksForMailbox("carrier", "1001")).sort(byUser), [alice1, bob1]);
-      assert.deepEqual(await store.linksForMailbox("carrier", "1002"), [alice3]);
-      assert.deepEqual(await store.linksForMailbox("office", "1001"), []);
-
-      const key = (l: MailboxLink) => `${l.userId}/${l.mailbox}`;
+    const store = await NedbStore.open(dir);
+    try {
       assert.deepEqual(
-        (await store.linksForSystem("carrier")).map(key).sort(),
-        [alice1, alice3, bob1].map(key).sort(),
+        (await store.outboxEntries()).map((e) => e.targetKey),
+        ['["sys","@a|b:localhost","carrier"]', '["main","@a|b:localhost"]', '["extra","t-1"]'],
       );
-      assert.deepEqual((await store.linksForSystem("office")).map(key).sort(), [alice2, bobOffice].map(key).sort());
-      assert.deepEqual(await store.linksForSystem("nope"), []);
-    });
-
-    it("keys do not collide when IDs contain separators", async () => {
-      assert.equal(await store.addLink(link({ systemId: "a", mailbox: "b/c" })), true);
-      assert.equal(await store.addLink(link({ systemId: "a/b", mailbox: "c" })), true);
-      assert.equal(await store.addLink(link({ systemId: "a\",\"b", mailbox: "c" })), true);
-      assert.equal((await store.listLinks("@alice:localhost")).length, 3);
-      assert.deepEqual((await store.linksForMailbox("a", "b/c")).map((l) => l.systemId), ["a"]);
-    });
-
-    it("removeLink removes one link and says whether there was one", async () => {
-      await store.addLink(link());
-      await store.addLink(link({ mailbox: "1002" }));
-      await store.addLink(link({ userId: "@bob:localhost" }));
-      assert.equal(await store.removeLink("@alice:localhost", "carrier", "1001"), true);
-      assert.equal(await store.removeLink("@alice:localhost", "carrier", "1001"), false);
-      assert.equal(await store.removeLink("@alice:localhost", "office", "1002"), false);
-      assert.deepEqual((await store.listLinks("@alice:localhost")).map((l) => l.mailbox), ["1002"]);
-      assert.deepEqual((await store.linksForMailbox("carrier", "1001")).map((l) => l.userId), ["@bob:localhost"]);
-      // It can be linked again after removal.
-      assert.equal(await store.addLink(link()), true);
-    });
-
-    it("setLinkMwi switches one link and counts the links changed", async () => {
-      await store.addLink(link());
-      await store.addLink(link({ userId: "@bob:localhost" }));
-      assert.equal(await store.setLinkMwi("@alice:localhost", "carrier", "1001", false), 1);
-      assert.equal(await store.setLinkMwi("@alice:localhost", "carrier", "9999", false), 0);
-      assert.deepEqual(await store.listLinks("@alice:localhost"), [link({ mwiEnabled: false })]);
-      assert.deepEqual(await store.listLinks("@bob:localhost"), [link({ userId: "@bob:localhost" })]);
-      assert.equal(await store.setLinkMwi("@alice:localhost", "carrier", "1001", true), 1);
-      assert.equal((await store.listLinks("@alice:localhost"))[0]!.mwiEnabled, true);
-    });
+      assert.deepEqual((await store.listTargets("@o:localhost")).map((x) => x.id), ["1"], "the first one stays");
+      assert.equal(await store.addTarget({ ...t("3", 3000), kind: "account", status: "invited" } as never), false);
+    } finally {
+      await store.close();
+    }
+    assert.deepEqual(lines(join(dir, "meta.db")).filter((d) => d.key === "schema").map((d) => d.version), [2]);
   });
 
-  describe("DM rooms", () => {
-    it("none until saved; then found by user and bot and by room ID", async () => {
-      assert.equal(await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"), undefined);
-      assert.equal(await store.getDmRoomById("!one:localhost"), undefined);
-      await store.saveDmRoom(room());
-      assert.deepEqual(await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"), room());
-      assert.deepEqual(await store.getDmRoomById("!one:localhost"), room());
-      assert.equal(await store.getDmRoom("@alice:localhost", "@voicemail:localhost"), undefined);
-      assert.equal(await store.getDmRoom("@bob:localhost", "@vm_carrier:localhost"), undefined);
-    });
-
-    it("saving again for the same user and bot replaces the record", async () => {
-      await store.saveDmRoom(room());
-      const replacement = room({ roomId: "!two:localhost", userJoined: true, createdAt: 2000, lastName: "Carrier (2)", lastSummary: "{}" });
-      await store.saveDmRoom(replacement);
-      assert.deepEqual(await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"), replacement);
-      assert.equal(await store.getDmRoomById("!one:localhost"), undefined);
-      assert.deepEqual(await store.getDmRoomById("!two:localhost"), replacement);
-    });
-
-    it("an update of the same room keeps one record with the new fields", async () => {
-      await store.saveDmRoom(room());
-      await store.saveDmRoom(room({ userJoined: true, lastName: "Carrier Voicemail" }));
-      assert.deepEqual(await store.getDmRoomById("!one:localhost"), room({ userJoined: true, lastName: "Carrier Voicemail" }));
-    });
-
-    it("each bot has its own DM with a user", async () => {
-      const carrier = room();
-      const main = room({ botUserId: "@voicemail:localhost", roomId: "!main:localhost" });
-      await store.saveDmRoom(carrier);
-      await store.saveDmRoom(main);
-      assert.deepEqual(await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"), carrier);
-      assert.deepEqual(await store.getDmRoom("@alice:localhost", "@voicemail:localhost"), main);
-    });
-
-    it("saving a room ID that another user and bot had drops the stale record", async () => {
-      await store.saveDmRoom(room());
-      const bobs = room({ userId: "@bob:localhost", botUserId: "@vm_office:localhost" });
-      await store.saveDmRoom(bobs);
-      assert.equal(await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"), undefined);
-      assert.deepEqual(await store.getDmRoom("@bob:localhost", "@vm_office:localhost"), bobs);
-      assert.deepEqual(await store.getDmRoomById("!one:localhost"), bobs);
-    });
-
-    it("forgetDmRoom removes the room, leaving others", async () => {
-      await store.saveDmRoom(room());
-      await store.saveDmRoom(room({ userId: "@bob:localhost", roomId: "!bob:localhost" }));
-      await store.forgetDmRoom("!one:localhost");
-      assert.equal(await store.getDmRoomById("!one:localhost"), undefined);
-      assert.equal(await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"), undefined);
-      assert.equal((await store.getDmRoomById("!bob:localhost"))?.userId, "@bob:localhost");
-      await store.forgetDmRoom("!never:localhost");
-      // The pair can get a new DM afterwards.
-      await store.saveDmRoom(room({ roomId: "!three:localhost" }));
-      assert.equal((await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"))?.roomId, "!three:localhost");
-    });
-  });
-
-  describe("mailbox state", () => {
-    it("none until saved; saved state comes back equal; saving again replaces it", async () => {
-      assert.equal(await store.getMailboxState("carrier", "1001"), undefined);
-      const first = mailboxState();
-      await store.saveMailboxState(first);
-      assert.deepEqual(await store.getMailboxState("carrier", "1001"), first);
-      const second = mailboxState({
-        new: 3,
-        updated: 1_700_000_001_000,
-        lastMessage: { ani: "+15551234567", dnis: "+15557654321", time: "2026-11-25T14:03:00.000Z", duration: 42 },
-      });
-      await store.saveMailboxState(second);
-      assert.deepEqual(await store.getMailboxState("carrier", "1001"), second);
-      assert.equal(await store.getMailboxState("carrier", "1002"), undefined);
-      assert.equal(await store.getMailboxState("office", "1001"), undefined);
-    });
-
-    it("a state without lastMessage after one with it has none", async () => {
-      await store.saveMailboxState(mailboxState({ lastMessage: { ani: "+1" } }));
-      await store.saveMailboxState(mailboxState({ new: 0 }));
-      const got = await store.getMailboxState("carrier", "1001");
-      assert.deepEqual(got, mailboxState({ new: 0 }));
-      assert.ok(got && !("lastMessage" in got));
-    });
-  });
-
-  describe("handled events", () => {
-    it("markEventHandled is true the first time, false after", async () => {
-      assert.equal(await store.markEventHandled("$a", 100), true);
-      assert.equal(await store.markEventHandled("$a", 200), false);
-      assert.equal(await store.markEventHandled("$b", 100), true);
-    });
-
-    it("forgetHandledEventsBefore removes older events only and counts them", async () => {
-      await store.markEventHandled("$old1", 100);
-      await store.markEventHandled("$old2", 199);
-      await store.markEventHandled("$edge", 200);
-      await store.markEventHandled("$new", 300);
-      assert.equal(await store.forgetHandledEventsBefore(200), 2);
-      assert.equal(await store.forgetHandledEventsBefore(200), 0);
-      assert.equal(await store.markEventHandled("$old1", 400), true);
-      assert.equal(await store.markEventHandled("$edge", 400), false);
-      assert.equal(await store.markEventHandled("$new", 400), false);
-    });
-  });
-
-  it("everything survives close and reopen", async () => {
-    await store.updateProfile("@alice:localhost", { timezone: "Europe/Berlin" });
-    await store.addLink(link());
-    await store.addLink(link({ mailbox: "1002", mwiEnabled: false }));
-    await store.removeLink("@alice:localhost", "carrier", "1002");
-    await store.addLink(link({ systemId: "office", mailbox: "22" }));
-    await store.setLinkMwi("@alice:localhost", "office", "22", false);
-    await store.saveDmRoom(room());
-    await store.saveDmRoom(room({ roomId: "!two:localhost", userJoined: true }));
-    await store.saveMailboxState(mailboxState({ lastMessage: { ani: "+1" } }));
-    await store.markEventHandled("$seen", 100);
-    const profile = await store.getProfile("@alice:localhost");
+  it("after a crash between a change's entries and its state, the state is repaired from the entries on open", async () => {
+    const dir = freshDir();
+    let store = await NedbStore.open(dir);
+    const before: MailboxState = { systemId: "carrier", mailbox: "1001", waiting: false, new: 0, old: 0, urgentNew: 0, urgentOld: 0, updated: 1000 };
+    await store.saveMailboxState(before);
+    const after = { ...before, waiting: true, new: 1, updated: 2000 };
+    // What acceptChange writes first, as if the bridge died before the state.
+    await store.addOutboxEntries([
+      { id: "e1", seq: 1, ownerId: "@a:localhost", targetKey: '["main","@a:localhost"]', withMessage: true, change: { kind: "new-message", previous: before, current: after }, createdAt: 2000 },
+    ]);
     await store.close();
-
-    store = await NedbStore.open(dir);
-    assert.deepEqual(await store.getProfile("@alice:localhost"), profile);
-    assert.deepEqual(await store.listLinks("@alice:localhost"), [link(), link({ systemId: "office", mailbox: "22", mwiEnabled: false })]);
-    assert.equal(await store.addLink(link()), false, "the unique index is back");
-    assert.deepEqual(await store.getDmRoom("@alice:localhost", "@vm_carrier:localhost"), room({ roomId: "!two:localhost", userJoined: true }));
-    assert.equal(await store.getDmRoomById("!one:localhost"), undefined);
-    assert.deepEqual(await store.getMailboxState("carrier", "1001"), mailboxState({ lastMessage: { ani: "+1" } }));
-    assert.equal(await store.markEventHandled("$seen", 500), false);
-    assert.equal(await store.markEventHandled("$unseen", 500), true);
-    for (const file of readdirSync(dir)) assert.equal(statSync(join(dir, file)).mode & 0o777, 0o600, file);
+    const warnings: string[] = [];
+    store = await NedbStore.open(dir, { warn: (m) => warnings.push(m) });
+    try {
+      assert.deepEqual(await store.getMailboxState("carrier", "1001"), after);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!, /repaired the state of carrier\/1001/);
+    } finally {
+      await store.close();
+    }
+    // An older entry still waiting (a user offline) never takes the state back.
+    store = await NedbStore.open(dir, { warn: (m) => warnings.push(m) });
+    await store.saveMailboxState({ ...after, new: 3, updated: 3000 });
+    await store.close();
+    store = await NedbStore.open(dir, { warn: (m) => warnings.push(m) });
+    assert.equal((await store.getMailboxState("carrier", "1001"))?.new, 3);
+    await store.close();
+    assert.equal(warnings.length, 1);
   });
+
+  it("a compaction or permission fix-up that fails says so in one line", async () => {
+    const dir = freshDir();
+    const warnings: string[] = [];
+    const store = await NedbStore.open(dir, { warn: (m) => warnings.push(m) });
+    await store.addLink(link());
+    // Compaction writes a new file and renames it over the old one: a directory that cannot be written fails it.
+    rmSync(dir, { recursive: true, force: true });
+    await store.close();
+    assert.ok(warnings.length >= 1 && warnings.length <= 2, warnings.join("\n"));
+    assert.match(warnings.join("\n"), /compaction of .* failed/);
+    assert.ok(warnings.every((w) => !w.includes("\n")), "one line each");
+  });
+});
+
+let engineDir = "";
+storeSuite("nedb", {
+  open: async () => NedbStore.open((engineDir = freshDir())),
+  reopen: async () => NedbStore.open(engineDir),
 });

@@ -1,0 +1,232 @@
+/**
+ * DeliveryService against a homeserver in memory: exactly once across lost answers, homeserver
+ * and bridge restarts; workers that never die; invites and presence looked at by the bridge.
+ */
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import { MWI_EVENT_TYPE } from "../../src/core/events.js";
+import { OUTBOX_ID_FIELD } from "../../src/matrix/content.js";
+import { CARRIER_BOT, FakeBridge, MAIN_BOT, type FakeRequest } from "./fakeMatrix.js";
+
+const ALICE = "@alice:localhost";
+const isMessage = (r: FakeRequest) => r.op === "send" && r.as === CARRIER_BOT && r.txnId?.startsWith("vm.") === true;
+const isMwiState = (r: FakeRequest) => r.op === "state" && r.type === MWI_EVENT_TYPE;
+
+let bridge: FakeBridge | undefined;
+afterEach(async () => {
+  await bridge?.stop();
+  bridge = undefined;
+});
+
+/** Alice, linked to carrier 1001, has accepted her DM with the carrier bot; returns the room. */
+async function aliceReady(b: FakeBridge): Promise<string> {
+  await b.start();
+  await b.link(ALICE);
+  await b.mwi("1001", 0);
+  const room = await b.accept(ALICE);
+  await b.until(async () => (await b.store.outboxEntries()).length === 0, "the first state delivered");
+  return room;
+}
+
+const bodies = (b: FakeBridge, room: string) => b.hs.messages(room, CARRIER_BOT).map((e) => String(e.content.body));
+const messageTxns = (b: FakeBridge) => b.hs.requests.filter(isMessage).map((r) => r.txnId);
+
+describe("DeliveryService: exactly once", () => {
+  it("a batch once attempted is frozen: its retry has the same transaction ID and a later change is the next batch", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    const before = messageTxns(b).length;
+    const shown = bodies(b, room).length;
+    // The first send is answered 502 (not stored); meanwhile a second voicemail arrives.
+    b.hs.failNext(isMessage, "502", () => b.mwi("1001", 2));
+    await b.mwi("1001", 1);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "everything delivered");
+    const txns = messageTxns(b).slice(before);
+    assert.equal(txns.length, 3, `three sends: ${txns.join(", ")}`);
+    assert.equal(txns[0], txns[1], "the retry keeps the transaction ID");
+    assert.notEqual(txns[1], txns[2], "the later change is another batch");
+    const told = bodies(b, room).slice(shown);
+    assert.equal(told.length, 2, told.join(" | "));
+    assert.match(told[0]!, /1001: 1 new/);
+    assert.match(told[1]!, /1001: 2 new/);
+  });
+
+  it("while no request reached the homeserver, a later change joins the batch, under the same transaction ID", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    const before = messageTxns(b).length;
+    const shown = bodies(b, room).length;
+    b.hs.failNext(isMessage, "refused", () => b.mwi("1001", 2));
+    await b.mwi("1001", 1);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "everything delivered");
+    const txns = messageTxns(b).slice(before);
+    assert.equal(txns.length, 2);
+    assert.equal(txns[0], txns[1]);
+    const told = bodies(b, room).slice(shown);
+    assert.equal(told.length, 1, "one message for what waited together");
+    assert.match(told[0]!, /1001: 2 new/);
+  });
+
+  it("every message carries its outbox ID", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    await b.mwi("1001", 1);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    const last = b.hs.messages(room, CARRIER_BOT).at(-1)!;
+    assert.equal(typeof last.content[OUTBOX_ID_FIELD], "string");
+    assert.equal(last.txnId, `vm.${String(last.content[OUTBOX_ID_FIELD])}`);
+  });
+
+  it("a lost answer, then a homeserver restart: the bridge finds its message in the room and does not send it again", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    const before = bodies(b, room).length;
+    b.hs.failNext(isMessage, "lost", async () => b.hs.restart());
+    // The restart happens after the message was stored: Synapse has forgotten the transaction ID.
+    b.hs.failNext(isMwiState, "refused", async () => b.hs.restart());
+    await b.mwi("1001", 1);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    assert.deepEqual(bodies(b, room).slice(before).filter((x) => /1001: 1 new/.test(x)).length, 1, "told once");
+    assert.equal(b.hs.count("messages", { roomId: room }), 1, "looked before sending again");
+    assert.equal(b.hs.requests.filter(isMessage).length - before, 1, "the message was not sent again");
+    assert.equal(b.hs.stateEvents(room, MWI_EVENT_TYPE).at(-1)!.content.new, 1);
+  });
+
+  it("a lost answer of a send that did not arrive: the bridge looks, finds nothing, sends again with the same transaction ID", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    const before = messageTxns(b).length;
+    b.hs.failNext(isMessage, "502");
+    b.hs.restart();
+    await b.mwi("1001", 1);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    const txns = messageTxns(b).slice(before);
+    assert.equal(txns.length, 2);
+    assert.equal(txns[0], txns[1]);
+    assert.equal(b.hs.count("messages", { roomId: room }), 1, "looked first");
+    assert.equal(bodies(b, room).filter((x) => /1001: 1 new/.test(x)).length, 1);
+  });
+
+  it("a crash after the message but before the state events: the next bridge sends only the state events", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    let crashed = false;
+    // The homeserver goes away after taking the message; the bridge is killed while it retries.
+    b.hs.failNext(isMwiState, "refused", async () => {
+      crashed = true;
+    });
+    await b.mwi("1001", 3);
+    await b.until(() => crashed, "the state event attempted");
+    const messagesBefore = bodies(b, room).length;
+    const sendsBefore = b.hs.requests.filter(isMessage).length;
+    b.hs.restart();
+    await b.restart();
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered after the restart");
+    assert.equal(bodies(b, room).length, messagesBefore, "no second message");
+    assert.equal(b.hs.requests.filter(isMessage).length, sendsBefore, "the message was not even sent again");
+    assert.equal(b.hs.count("messages"), 0, "nor looked for: the store knew it was accepted");
+    assert.equal(b.hs.stateEvents(room, MWI_EVENT_TYPE).at(-1)!.content.new, 3);
+    assert.equal(bodies(b, room).filter((x) => /1001: 3 new/.test(x)).length, 1);
+  });
+
+  it("a crash with a request in flight: the next bridge looks before sending", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    let restarted: Promise<void> | undefined;
+    // The message is stored, and the bridge dies before it hears so.
+    b.hs.failNext(isMessage, "lost", async () => {
+      b.hs.restart();
+    });
+    await b.mwi("1001", 4);
+    restarted = b.restart();
+    await restarted;
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered after the restart");
+    assert.equal(bodies(b, room).filter((x) => /1001: 4 new/.test(x)).length, 1);
+  });
+});
+
+describe("DeliveryService: no error ends a worker", () => {
+  it("a DM that cannot be opened (the homeserver went away during createRoom) is tried again", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    await b.link(ALICE);
+    b.hs.failNext((r) => r.op === "createRoom", "refused");
+    b.hs.failNext((r) => r.op === "createRoom", "refused");
+    await b.mwi("1001", 1);
+    const room = await b.accept(ALICE);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    assert.ok(bodies(b, room).some((x) => /1001: 1 new/.test(x)));
+    assert.ok(b.log.has("warn", /delivery interrupted/), "said what happened");
+    assert.ok(!b.log.has("error", /stopped/));
+  });
+
+  it("a store that fails for a moment does not stop delivery", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    const original = b.store.getBatch.bind(b.store);
+    let failures = 2;
+    b.store.getBatch = async (key: string) => {
+      if (failures-- > 0) throw new Error("EMFILE: too many open files");
+      return original(key);
+    };
+    await b.mwi("1001", 5);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    assert.ok(bodies(b, room).some((x) => /1001: 5 new/.test(x)));
+  });
+});
+
+describe("DeliveryService: what the bridge looks at itself", () => {
+  it("an invite accepted without the bridge hearing of it is noticed by the recheck", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    await b.link(ALICE);
+    await b.mwi("1001", 1);
+    await b.until(() => b.hs.roomOf(CARRIER_BOT, ALICE) !== undefined, "the invite");
+    const room = b.hs.roomOf(CARRIER_BOT, ALICE)!;
+    // The join event is late (Synapse backs off from an appservice that was down): no kick.
+    b.hs.setMembership(ALICE, room, "join");
+    await b.until(() => bodies(b, room).some((x) => /1001: 1 new/.test(x)), "the message after the join");
+  });
+
+  it("an extra account that accepted without the bridge hearing of it becomes active", async () => {
+    const b = (bridge = new FakeBridge());
+    await aliceReady(b);
+    await b.targets.add(ALICE, "@erin:localhost");
+    const erinRoom = b.hs.roomOf(MAIN_BOT, "@erin:localhost")!;
+    await b.mwi("1001", 2);
+    await b.delivery.idle();
+    assert.equal((await b.store.listTargets(ALICE))[0]!.status, "invited", "held while invited");
+    b.hs.setMembership("@erin:localhost", erinRoom, "join");
+    await b.until(() => b.hs.messages(erinRoom, MAIN_BOT).some((e) => /2 new voicemails/.test(String(e.content.body))), "erin is told");
+    assert.equal((await b.store.listTargets(ALICE))[0]!.status, "active");
+  });
+
+  it("presence is asked as the DM's bot, which shares a room with the user", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    await b.store.updateProfile(ALICE, { delivery: "when-online" });
+    b.hs.presence.set(ALICE, "online");
+    // No presence was pushed; the main bot shares no room with Alice and would be refused.
+    await b.mwi("1001", 1);
+    await b.until(() => bodies(b, room).some((x) => /1001: 1 new/.test(x)), "the message");
+    const asked = b.hs.requests.filter((r) => r.op === "presence");
+    assert.ok(asked.length >= 1);
+    assert.ok(asked.every((r) => r.as === CARRIER_BOT), asked.map((r) => r.as).join(", "));
+  });
+
+  it("a failed presence look-up is unknown: looked at again, and the catch-up comes", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    await b.store.updateProfile(ALICE, { delivery: "when-online" });
+    b.presence.update(ALICE, "offline"); // pushed long ago; the "online" push was dropped
+    b.hs.presence.set(ALICE, "offline");
+    b.hs.failNext((r) => r.op === "presence", "refused");
+    await b.mwi("1001", 1);
+    await b.delivery.idle();
+    assert.ok(!bodies(b, room).some((x) => /1001: 1 new/.test(x)), "held while offline");
+    b.hs.presence.set(ALICE, "online");
+    // The pushed "offline" is trusted only for a while: a fresh tracker models that it expired.
+    (b.presence as unknown as { known: Map<string, unknown> }).known.clear();
+    await b.until(() => bodies(b, room).some((x) => /1001: 1 new/.test(x)), "the catch-up");
+  });
+});
