@@ -80,8 +80,8 @@ export const configSchema = Type.Object(
     database: DefaultedBlock(
       Type.Object(
         {
-          /** `nedb:<directory>` (embedded, default). */
-          uri: Defaulted(Type.String({ pattern: "^nedb:.+" }), "nedb:./data"),
+          /** `nedb:<directory>` (embedded, default) or `memory:` (nothing kept: tests, demos). */
+          uri: Defaulted(Type.String({ pattern: "^(nedb:.+|memory:)$" }), "nedb:./data"),
         },
         { additionalProperties: false },
       ),

@@ -264,8 +264,9 @@ describe("validateConfig: each problem names its key path", () => {
       "systems[0].webhook.maxBodyBytes: must be >= 256",
     ]);
     assert.deepEqual(problemsOf(mutated((r) => (r.database.uri = "postgres://db"))), [
-      "database.uri: has an invalid format (expected to match ^nedb:.+)",
+      "database.uri: has an invalid format (expected to match ^(nedb:.+|memory:)$)",
     ]);
+    assert.doesNotThrow(() => validateConfig(mutated((r) => (r.database.uri = "memory:"))));
     assert.deepEqual(problemsOf(mutated((r) => (r.metrics.enabled = "yes"))), ["metrics.enabled: must be boolean"]);
     assert.deepEqual(problemsOf(mutated((r) => (r.systems = []))), ["systems: must NOT have fewer than 1 items"]);
   });
