@@ -268,6 +268,9 @@ describe("carriesSecret", () => {
       // the dashes forgotten
       "!link carrier 1001 password hunter2",
       "!link carrier 1001 Password=hunter2",
+      // inside a quoted word
+      '!link " --password hunter2',
+      '!link "a --password hunter2"',
     ]) {
       assert.equal(carriesSecret(text), true, text);
     }
@@ -311,7 +314,8 @@ describe("carriesSecret", () => {
   it("secretWords: what follows a secret option up to the next option", () => {
     assert.deepEqual(secretWords("!link carrier 1001 --password my secret phrase --auth-user bob"), ["my", "secret", "phrase"]);
     assert.deepEqual(secretWords('!link "--password" hunter2'), ["hunter2"]);
-    assert.deepEqual(secretWords('!link a --password="x y"'), ["x y", "x", "y"]);
+    assert.deepEqual(secretWords('!link a --password="x y"'), ["x", "y"]);
+    assert.deepEqual(secretWords('!link " --password x'), ["x"]);
     assert.deepEqual(secretWords("!link a b"), []);
   });
 });

@@ -193,15 +193,16 @@ export function secretOptionsOf(commands: readonly ParsableCommand[]): string[] 
 const SECRET_OPTIONS = ["password"];
 
 /**
- * Where in a message a secret was given: the index of each token that is a secret option (any
- * spelling yargs or a hurried user would use), and what the user typed as its value.
+ * Where in a message a secret was given: the index of each word that is a secret option (any
+ * spelling yargs or a hurried user would use), and what was typed after it in the same word.
+ * Words are split at white space only, quotes or not: `" --password x` hides nothing.
  */
-function secretMarkers(text: string, declared: readonly string[]): { index: number; inline: string | undefined }[] {
+function secretMarkers(words: readonly string[], declared: readonly string[]): { index: number; inline: string | undefined }[] {
   const markers: { index: number; inline: string | undefined }[] = [];
-  tokenize(text).forEach((raw, index) => {
-    const token = raw.replace(LEADING_QUOTES, "").replace(INVISIBLE, "");
-    const run = DASH_RUN.exec(token)?.[0] ?? "";
-    const rest = token.slice(run.length);
+  words.forEach((raw, index) => {
+    const word = raw.replace(LEADING_QUOTES, "").replace(INVISIBLE, "");
+    const run = DASH_RUN.exec(word)?.[0] ?? "";
+    const rest = word.slice(run.length);
     const sep = rest.search(/[=.:]/);
     const name = sep < 0 ? rest : rest.slice(0, sep);
     const inline = sep < 0 ? undefined : rest.slice(sep + 1);
@@ -212,28 +213,30 @@ function secretMarkers(text: string, declared: readonly string[]): { index: numb
   return markers;
 }
 
+const words = (text: string) => text.split(/\s+/).filter(Boolean);
+
 /** True when a message passes a secret (or what its sender likely meant as one): it must be redacted at once. */
 export function carriesSecret(text: string, declared: readonly string[] = SECRET_OPTIONS): boolean {
-  return secretMarkers(text, declared).length > 0;
+  return secretMarkers(words(text), declared).length > 0;
 }
 
 /**
  * The words that may be a secret the message carried: everything after each secret option up to
- * the next option, quotes taken off, and each word of a quoted value alone. No reply may contain one.
+ * the next option, quotes taken off. No reply may contain one.
  */
 export function secretWords(text: string, declared: readonly string[] = SECRET_OPTIONS): string[] {
-  const tokens = tokenize(text);
-  const words = new Set<string>();
+  const all = words(text);
+  const found = new Set<string>();
   const add = (value: string) => {
     const v = value.replace(LEADING_QUOTES, "").replace(TRAILING_QUOTES, "");
-    for (const w of [v, ...v.split(/\s+/)]) if (w) words.add(w);
+    if (v) found.add(v);
   };
-  for (const { index, inline } of secretMarkers(text, declared)) {
+  for (const { index, inline } of secretMarkers(all, declared)) {
     if (inline) add(inline);
-    for (const token of tokens.slice(index + 1)) {
-      if (DASH_RUN.test(token) && /^\p{L}/u.test(token.replace(DASH_RUN, ""))) break;
-      add(token);
+    for (const word of all.slice(index + 1)) {
+      if (DASH_RUN.test(word) && /^\p{L}/u.test(word.replace(DASH_RUN, ""))) break;
+      add(word);
     }
   }
-  return [...words];
+  return [...found];
 }
