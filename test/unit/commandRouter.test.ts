@@ -85,7 +85,7 @@ describe("command router: secrets", () => {
     w.bots.cannotRedact.add(w.bots.carrier.userId);
     await w.send(ALICE, w.rooms.aliceCarrier, `!link 1001 --password ${RIGHT_PASSWORD}`);
     assert.match(replies()[0]!, /could not remove your message with the password/);
-    assert.match(replies()[1]!, /^Linked your mailbox of Carrier: 2 new/);
+    assert.match(replies()[1]!, /^Linked Carrier mailbox 1001: 2 new/);
     noReplyContains([RIGHT_PASSWORD]);
   });
 
@@ -96,8 +96,11 @@ describe("command router: secrets", () => {
     await w.send(ALICE, w.rooms.aliceCarrier, '!link --password my "hunter 2"');
     assert.equal(replies()[1], "That is not a mailbox number.");
     await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password wrong-one");
-    assert.equal(replies()[2], "Could not link your mailbox of Carrier: the server refused the credentials (wrong password or auth user). Nothing was stored.");
-    noReplyContains(["hunter", "wrong-one", "1001"]);
+    assert.equal(replies()[2], "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    // A mailbox typed after the password may be part of it: not named.
+    await w.send(ALICE, w.rooms.aliceCarrier, "!link carrier --password 12 3456");
+    assert.equal(replies()[3], "Could not link your mailbox of Carrier: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    noReplyContains(["hunter", "wrong-one", "3456"]);
   });
 
   it("property: whatever the spelling and position of a secret, no reply and no log line contains it", async () => {

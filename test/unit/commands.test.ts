@@ -115,7 +115,7 @@ describe("!link (issue 7)", () => {
   it("links with a proof; the proving subscription is the watch", async () => {
     w = await world();
     await w.send(ALICE, w.rooms.aliceCarrier, `!link 1001 --password ${RIGHT_PASSWORD}`);
-    assert.equal(lastReply(), "Linked your mailbox of Carrier: 2 new, 1 old.");
+    assert.equal(lastReply(), "Linked Carrier mailbox 1001: 2 new, 1 old.");
     assert.ok(w.gateway.watched.has("1001"));
     assert.equal((await stored())?.password, RIGHT_PASSWORD);
   });
@@ -129,7 +129,7 @@ describe("!link (issue 7)", () => {
 
     w.gateway.accepts = (r) => r.password === "new-password";
     await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password new-password");
-    assert.equal(lastReply(), "That mailbox of Carrier was already linked; its password is updated.");
+    assert.equal(lastReply(), "Carrier mailbox 1001 was already linked; its password is updated.");
     assert.ok(!w.gateway.watched.has("1001"), "the proof's subscription was released: MWI stays off");
     assert.equal((await stored())?.password, "new-password");
     const [link] = await w.store.listLinks(ALICE);
@@ -168,7 +168,7 @@ describe("!link (issue 7)", () => {
   it("a wrong password stores nothing", async () => {
     w = await world();
     await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password not-it");
-    assert.equal(lastReply(), "Could not link your mailbox of Carrier: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    assert.equal(lastReply(), "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
     assert.deepEqual(await w.store.listLinks(ALICE), []);
   });
 });

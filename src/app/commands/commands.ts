@@ -27,8 +27,10 @@ export interface CommandContext {
   systems: ReadonlyMap<string, { id: string; name: string }>;
   /** The usage line of the command being run. */
   usage: string;
-  /** The message carried a secret: no reply may repeat any of its arguments. */
+  /** The message carried a secret: refusals repeat none of its arguments. */
   carriedSecret: boolean;
+  /** The value may be (part of) the secret the message carried: no reply may show it. */
+  mayBeSecret(value: string): boolean;
 }
 
 export type Command = DeclaredCommand<CommandContext>;
@@ -113,8 +115,8 @@ const link = defineCommand({
   ],
   async run(ctx: CommandContext, args) {
     const [systemId, mailbox] = systemAndMailbox(ctx, args.system, args.mailbox);
-    // With a secret in the message, no reply names the mailbox either: it may be part of the password.
-    const quiet = ctx.carriedSecret;
+    // A mailbox typed after the password may be part of it (`--password my pin 1001`): then no reply names it.
+    const quiet = ctx.mayBeSecret(mailbox);
     const name = ctx.views.systemName(systemId);
     const which = quiet ? `your mailbox of ${name}` : `${name} mailbox ${mailbox}`;
     const gateway = ctx.mailboxes.gateway(systemId);

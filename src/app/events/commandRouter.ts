@@ -189,6 +189,8 @@ export class CommandRouter {
       await reply(text(`!${command.name} is for ${command.level}s only.`));
       return;
     }
+    // The last guard of the rule: a reply that would repeat a word of the secret says less.
+    const words = secret ? secretWords(body, SECRET_OPTION_NAMES) : [];
     const ctx: CommandContext = {
       sender: event.sender,
       level,
@@ -200,9 +202,11 @@ export class CommandRouter {
       systems: this.deps.views.systems,
       usage: command.usage,
       carriedSecret: secret,
+      mayBeSecret: (value) => {
+        const v = value.toLowerCase();
+        return words.some((w) => v.includes(w.toLowerCase()) || w.toLowerCase().includes(v));
+      },
     };
-    // The last guard of the rule: a reply that would repeat a word of the secret says less.
-    const words = secret ? secretWords(body, SECRET_OPTION_NAMES) : [];
     const safe = (t: RenderedText) =>
       repeatsAny(t, words)
         ? text(`I did what I could with your !${command.name}, but my answer would repeat part of your message, which carried a password. Say !list to see your mailboxes.`)
