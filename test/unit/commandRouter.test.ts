@@ -100,7 +100,10 @@ describe("command router: secrets", () => {
     // A mailbox typed after the password may be part of it: not named.
     await w.send(ALICE, w.rooms.aliceCarrier, "!link carrier --password 12 3456");
     assert.equal(replies()[3], "Could not link your mailbox of Carrier: the server refused the credentials (wrong password or auth user). Nothing was stored.");
-    noReplyContains(["hunter", "wrong-one", "3456"]);
+    // A password that holds the mailbox number does not hide the mailbox.
+    await w.send(ALICE, w.rooms.aliceCarrier, "!link carrier 1001 --password Not-the-1001-one");
+    assert.equal(replies()[4], "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    noReplyContains(["hunter", "wrong-one", "3456", "Not-the-1001-one"]);
   });
 
   it("property: whatever the spelling and position of a secret, no reply and no log line contains it", async () => {

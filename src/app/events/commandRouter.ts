@@ -202,9 +202,10 @@ export class CommandRouter {
       systems: this.deps.views.systems,
       usage: command.usage,
       carriedSecret: secret,
+      // A value typed as a word of the secret (or holding one); a password that merely contains the mailbox number is not that.
       mayBeSecret: (value) => {
         const v = value.toLowerCase();
-        return words.some((w) => v.includes(w.toLowerCase()) || w.toLowerCase().includes(v));
+        return words.some((w) => v.includes(w.toLowerCase()));
       },
     };
     const safe = (t: RenderedText) =>
