@@ -6,7 +6,7 @@ import type { RenderedText } from "../../core/format.js";
 import type { PermissionLevel } from "../../core/permissions.js";
 
 /** A choice with its own `!help` line: what follows it, and what it does. */
-export interface ChoiceHelp {
+interface ChoiceHelp {
   readonly then: string;
   readonly summary: string;
 }
@@ -59,7 +59,7 @@ export interface CommandSpec<Ctx, P extends readonly PositionalSpec[], O extends
   run(ctx: Ctx, args: ArgsOf<P, O>): Promise<RenderedText>;
 }
 
-export interface HelpLine {
+interface HelpLine {
   usage: string;
   summary: string;
 }
