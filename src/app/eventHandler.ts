@@ -6,8 +6,8 @@
 import type { Logger, WeakEvent } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
 import type { MailboxService } from "./mailboxService.js";
-import { COMMANDS, CommandError, text, type CommandContext } from "./commands/commands.js";
-import { carriesSecret, parseCommand } from "./commands/parser.js";
+import { text } from "./commands/commands.js";
+import { CommandRouter } from "./events/commandRouter.js";
 import { atLeast, permissionLevel } from "../core/permissions.js";
 import type { VoicemailStore } from "../store/store.js";
 import type { KeyedQueue } from "../util/keyedQueue.js";
@@ -19,7 +19,6 @@ import type { DeliveryService } from "../delivery/deliveryService.js";
 import type { PresenceTracker } from "../delivery/presence.js";
 import type { TargetService } from "./targetService.js";
 import type { UserViews } from "../delivery/userViews.js";
-import type { RenderedText } from "../core/format.js";
 
 export interface EventHandlerDeps {
   config: BridgeConfig;
@@ -38,13 +37,12 @@ export interface EventHandlerDeps {
 }
 
 export class EventHandler {
-  private readonly systems: CommandContext["systems"];
   private readonly config: BridgeConfig;
   private readonly store: VoicemailStore;
   private readonly bots: BotDirectory;
   private readonly dms: DmRooms;
   private readonly log: Logger;
-  private readonly metrics: VoicemailMetrics | undefined;
+  private commandRouter?: CommandRouter;
 
   constructor(private readonly deps: EventHandlerDeps) {
     this.config = deps.config;
@@ -52,8 +50,6 @@ export class EventHandler {
     this.bots = deps.bots;
     this.dms = deps.dms;
     this.log = deps.log;
-    this.metrics = deps.metrics;
-    this.systems = deps.views.systems;
   }
 
   async onEvent(event: WeakEvent): Promise<void> {
@@ -138,78 +134,7 @@ export class EventHandler {
   }
 
   private async onMessage(event: WeakEvent): Promise<void> {
-    const content = event.content as { msgtype?: string; body?: unknown; "m.new_content"?: unknown };
-    if (content.msgtype !== "m.text" || typeof content.body !== "string" || content["m.new_content"]) return;
-    const body = content.body;
-    if (!body.trimStart().startsWith("!")) return;
-    const dm = await this.store.getDmRoomById(event.room_id);
-    if (!dm || dm.userId !== event.sender) return; // commands are taken in the sender's own DMs only
-    const bot = this.bots.byUser(dm.botUserId);
-    if (!bot) return;
-    const intent = this.bots.intent(bot);
-    const reply = (t: RenderedText) => intent.sendMessage(event.room_id, noticeContent(t));
-
-    // A password must not stay in the room a moment longer than needed, not even if the
-    // command turns out to be wrong.
-    let redactionFailed = false;
-    if (carriesSecret(body)) {
-      redactionFailed = await intent.matrixClient
-        .redactEvent(event.room_id, event.event_id, "contained a password")
-        .then(() => false)
-        .catch((err: Error) => {
-          this.log.warn(`could not redact a message with a password in ${event.room_id}: ${err.message}`);
-          return true;
-        });
-    }
-
-    await this.deps.userQueue.run(event.sender, async () => {
-      if (!(await this.store.markEventHandled(event.event_id, Date.now()))) return;
-      if (redactionFailed) await reply(text("I could not remove your message with the password: please delete it yourself."));
-      const level = permissionLevel(this.config.permissions, event.sender);
-      const parsed = parseCommand(body, COMMANDS);
-      if ("notACommand" in parsed) return;
-      const name = parsed.name ?? "unknown";
-      if (!atLeast(level, "user")) {
-        this.metrics?.commands.inc({ command: name, outcome: "denied" });
-        await reply(text("You are not permitted to use this bridge."));
-        return;
-      }
-      if (!parsed.ok) {
-        this.metrics?.commands.inc({ command: name, outcome: "bad_syntax" });
-        await reply(text(parsed.error));
-        return;
-      }
-      const command = COMMANDS.find((c) => c.name === parsed.name)!;
-      if (!atLeast(level, command.level)) {
-        this.metrics?.commands.inc({ command: name, outcome: "denied" });
-        await reply(text(`!${command.name} is for ${command.level}s only.`));
-        return;
-      }
-      const ctx: CommandContext = {
-        sender: event.sender,
-        level,
-        bot,
-        mailboxes: this.deps.mailboxes,
-        views: this.deps.views,
-        targets: this.deps.targets,
-        store: this.store,
-        systems: this.systems,
-      };
-      try {
-        await reply(await command.run(ctx, parsed.args));
-        this.metrics?.commands.inc({ command: name, outcome: "ok" });
-        this.log.info(`${event.sender} ran !${command.name}`);
-      } catch (err) {
-        if (err instanceof CommandError) {
-          this.metrics?.commands.inc({ command: name, outcome: "refused" });
-          await reply(text(err.message));
-          return;
-        }
-        this.metrics?.commands.inc({ command: name, outcome: "error" });
-        this.log.error(`!${command.name} from ${event.sender} failed: ${(err as Error).message}`);
-        await reply(text(`Something went wrong with !${command.name}; the bridge's log has the details.`));
-      }
-    });
+    await (this.commandRouter ??= new CommandRouter(this.deps)).onMessage(event);
   }
 }
 

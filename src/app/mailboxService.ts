@@ -67,30 +67,59 @@ export class MailboxService {
 
   /**
    * Links a mailbox; `welcome` is told to the user in the system's DM before its counts;
-   * `credentials` (from a proven self-service link) are stored sealed.
+   * `credentials` (from a proven self-service link) are stored sealed, and replace those of an
+   * existing link (a new password). A link whose MWI is off stays off. `proofWatch`: the proof
+   * left the mailbox watched for this link alone; released when the link fails to be stored or
+   * its MWI is off.
    */
   async link(
     userId: string,
     systemId: string,
     mailbox: string,
     linkedBy: string,
-    options: { welcome?: RenderedText; credentials?: MailboxCredentials } = {},
+    options: { welcome?: RenderedText; credentials?: MailboxCredentials; proofWatch?: boolean } = {},
   ): Promise<LinkOutcome> {
-    const added = await this.store.addLink({
-      userId,
-      systemId,
-      mailbox,
-      mwiEnabled: true,
-      linkedBy,
-      createdAt: Date.now(),
-      ...(options.credentials ? { sealedCredentials: this.secrets.seal(JSON.stringify(options.credentials)) } : {}),
-    });
+    const sealedCredentials = options.credentials ? this.secrets.seal(JSON.stringify(options.credentials)) : undefined;
+    const releaseProofWatch = async () => {
+      if (options.proofWatch) await this.gateways.get(systemId)?.watching?.unwatch(mailbox);
+    };
+    let added: boolean;
+    let mwiEnabled = true;
+    try {
+      added = await this.store.addLink({
+        userId,
+        systemId,
+        mailbox,
+        mwiEnabled: true,
+        linkedBy,
+        createdAt: Date.now(),
+        ...(sealedCredentials ? { sealedCredentials } : {}),
+      });
+      if (!added) {
+        const existing = (await this.store.listLinks(userId)).find((l) => l.systemId === systemId && l.mailbox === mailbox);
+        mwiEnabled = existing?.mwiEnabled ?? true;
+        if (existing && sealedCredentials && existing.sealedCredentials !== sealedCredentials) {
+          await this.store.setLinkCredentials(userId, systemId, mailbox, sealedCredentials);
+          this.log.info(`${linkedBy} replaced the credentials of ${systemId}/${mailbox} for ${userId}`);
+        }
+      }
+    } catch (err) {
+      await releaseProofWatch().catch((e: Error) => this.log.warn(`could not release the watch of ${systemId}/${mailbox}: ${e.message}`));
+      throw err;
+    }
+    // `!mwi off` stays off until the user says `!mwi on`: the proof must not have switched it on upstream.
+    if (!mwiEnabled) await releaseProofWatch();
     if (!added) return "already-linked";
     await this.store.updateProfile(userId, {});
     await this.watch(systemId, mailbox);
     this.log.info(`${linkedBy} linked ${systemId}/${mailbox} to ${userId}`);
     await this.resync(userId, systemId, mailbox, options.welcome);
     return "linked";
+  }
+
+  /** Some link of the mailbox has MWI on: the gateway watches it for them. */
+  async isWatchWanted(systemId: string, mailbox: string): Promise<boolean> {
+    return (await this.store.linksForMailbox(systemId, mailbox)).some((l) => l.mwiEnabled);
   }
 
   async unlink(userId: string, systemId: string, mailbox: string, by: string): Promise<boolean> {

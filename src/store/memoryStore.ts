@@ -72,6 +72,13 @@ export class MemoryStore implements VoicemailStore {
     return 1;
   }
 
+  async setLinkCredentials(userId: string, systemId: string, mailbox: string, sealedCredentials: string): Promise<boolean> {
+    const link = this.links.get(key(userId, systemId, mailbox));
+    if (!link) return false;
+    link.sealedCredentials = sealedCredentials;
+    return true;
+  }
+
   async getDmRoom(userId: string, botUserId: string): Promise<DmRoom | undefined> {
     const room = this.rooms.get(key(userId, botUserId));
     return room && copy(room);

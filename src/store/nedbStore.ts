@@ -300,6 +300,13 @@ export class NedbStore implements VoicemailStore {
     );
   }
 
+  async setLinkCredentials(userId: string, systemId: string, mailbox: string, sealedCredentials: string): Promise<boolean> {
+    const changed = await this.links.update({ key: NedbStore.linkKey(userId, systemId, mailbox) }, { $set: { sealedCredentials } }, {});
+    // NeDB appends the new document; the old line (with the old credentials) stays until compaction.
+    if (changed) await compact(this.links);
+    return changed > 0;
+  }
+
   private static roomKey(userId: string, botUserId: string) {
     return JSON.stringify([userId, botUserId]);
   }

@@ -136,6 +136,8 @@ export interface VoicemailStore {
   /** False when there was no such link. */
   removeLink(userId: string, systemId: string, mailbox: string): Promise<boolean>;
   setLinkMwi(userId: string, systemId: string, mailbox: string, enabled: boolean): Promise<number>;
+  /** Replaces a link's sealed credentials in one step; the old ones leave the disk too. False: no such link. */
+  setLinkCredentials(userId: string, systemId: string, mailbox: string, sealedCredentials: string): Promise<boolean>;
 
   getDmRoom(userId: string, botUserId: string): Promise<DmRoom | undefined>;
   getDmRoomById(roomId: string): Promise<DmRoom | undefined>;

@@ -186,6 +186,13 @@ describe(`store engine ${name}`, () => {
       assert.equal(await store.setLinkMwi("@alice:localhost", "carrier", "1001", true), 1);
       assert.equal((await store.listLinks("@alice:localhost"))[0]!.mwiEnabled, true);
     });
+
+    it("setLinkCredentials replaces the sealed credentials of one link and keeps the rest", async () => {
+      await store.addLink(link({ sealedCredentials: "old" }));
+      assert.equal(await store.setLinkCredentials("@alice:localhost", "carrier", "1001", "new"), true);
+      assert.equal(await store.setLinkCredentials("@alice:localhost", "carrier", "9999", "new"), false);
+      assert.deepEqual(await store.listLinks("@alice:localhost"), [link({ sealedCredentials: "new" })]);
+    });
   });
 
   describe("DM rooms", () => {
