@@ -88,12 +88,13 @@ export class BotDirectory {
 
   /**
    * Registers the bots that do not exist yet. An existing bot is no error: the homeserver says
-   * M_USER_IN_USE, and that is the answer on every restart. The appservice's sender (the main
-   * bot) is made by the homeserver itself. Run it before any Intent of a bot acts.
+   * M_USER_IN_USE, and that is the answer on every restart. The main bot (the appservice's
+   * sender) too: the library assumes it exists, but Synapse only creates it on register. Run it
+   * before any Intent of a bot acts.
    */
   async registerAll(log: Logger): Promise<void> {
     for (const bot of this.all()) {
-      if (bot === this.main || this.registered.isUserRegistered(bot.userId)) continue;
+      if (this.registered.isUserRegistered(bot.userId)) continue;
       try {
         await this.bridge.getBot().getClient().doRequest("POST", "/_matrix/client/v3/register", null, {
           type: "m.login.application_service",
@@ -105,6 +106,9 @@ export class BotDirectory {
         if (errcodeOf(err) !== "M_USER_IN_USE") throw err;
       }
       this.registered.markRegistered(bot.userId);
+      // The bot-sdk underneath keeps its own list, checked by join and leave: tell it too.
+      const storage = (this.intent(bot).botSdkIntent as unknown as { storage?: { addRegisteredUser?(userId: string): unknown } } | undefined)?.storage;
+      await storage?.addRegisteredUser?.(bot.userId);
     }
   }
 

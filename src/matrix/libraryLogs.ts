@@ -31,7 +31,9 @@ export function quietLibraryLogger(inner: LibraryLogger): LibraryLogger {
     (level: Level) =>
     (module: string, ...parts: unknown[]): void => {
       const failedRequest = (level === "error" || level === "warn") && REQUEST_MODULES.some((m) => module.startsWith(m)) && parts.some(isFailure);
-      inner[failedRequest ? "debug" : level](module, ...parts.map(flatten));
+      // An existing user is no error (the bridge registers its bots itself; this is a fallback).
+      const userExists = parts.some((p) => typeof p === "string" && p.includes("User ID is in use"));
+      inner[failedRequest || userExists ? "debug" : level](module, ...parts.map(flatten));
     };
   return { info: at("info"), warn: at("warn"), error: at("error"), debug: at("debug"), trace: at("trace") };
 }

@@ -29,6 +29,8 @@ export class FakeHomeserver {
   readonly requests: string[] = [];
   /** The next createRoom makes the room, but its answer is lost. */
   loseNextCreateAnswer = false;
+  /** Users the bot-sdk's own list says are registered (its join and leave register them otherwise). */
+  readonly sdkRegistered = new Set<string>();
   /** Users that exist (a register for them answers M_USER_IN_USE). */
   readonly users = new Set<string>();
   private counter = 0;
@@ -136,6 +138,7 @@ export class FakeHomeserver {
     const intent = {
       userId,
       matrixClient,
+      botSdkIntent: { storage: { addRegisteredUser: (id: string) => void hs.sdkRegistered.add(id) } },
       async createRoom(opts: { options: { invite?: string[] } }) {
         await log("POST createRoom");
         const roomId = hs.createRoomAs(userId, opts.options.invite ?? []);
