@@ -10,8 +10,10 @@ import { readRegistration, registrationMismatch } from "../config/registration.j
 import type { GatewayHost, VoicemailGateway } from "../gateway/gateway.js";
 import { HttpRouter } from "../gateway/http.js";
 import { createGateway } from "../gateway/registry.js";
-import { BotDirectory } from "../matrix/bots.js";
+import { BotDirectory, RegisteredBots } from "../matrix/bots.js";
 import { DmRooms } from "../matrix/dmRooms.js";
+import { quietLibraryLogs } from "../matrix/libraryLogs.js";
+import { pingHomeserver, servePing } from "../matrix/ping.js";
 import { EventHandler } from "./eventHandler.js";
 import { DeliveryService } from "../delivery/deliveryService.js";
 import { PresenceTracker } from "../delivery/presence.js";
@@ -67,6 +69,7 @@ export class VoicemailBridge {
 
   async start(): Promise<void> {
     const { config } = this;
+    quietLibraryLogs();
     const registration = readRegistration(this.registrationPath);
     const mismatch = registrationMismatch(config, registration);
     if (mismatch) {
@@ -77,6 +80,7 @@ export class VoicemailBridge {
     if (pruned) this.log.debug(`forgot ${pruned} old handled event IDs`);
 
     let handler: EventHandler | undefined;
+    const registeredBots = new RegisteredBots();
     const bridge = (this.bridge = new Bridge({
       homeserverUrl: config.homeserver.url,
       domain: config.homeserver.domain,
@@ -84,6 +88,7 @@ export class VoicemailBridge {
       disableStores: true,
       disableContext: true,
       suppressEcho: true,
+      membershipCache: registeredBots,
       controller: {
         onEvent: (request) => {
           const event = request.getData() as WeakEvent;
@@ -100,7 +105,7 @@ export class VoicemailBridge {
     if (config.metrics.enabled) metrics = createMetrics(bridge.getPrometheusMetrics(true));
 
     const userQueue = new KeyedQueue();
-    const bots = new BotDirectory(config, bridge);
+    const bots = new BotDirectory(config, bridge, registeredBots);
     const dms = new DmRooms(store, bots, new Logger("DmRooms"));
     const views = new UserViews(config, store);
     const presence = new PresenceTracker(() => bots.intent(bots.main));
@@ -130,6 +135,8 @@ export class VoicemailBridge {
     }
 
     await bridge.initialise();
+    // Before anything acts as a bot: an Intent that thinks its bot unregistered tries to register it.
+    await bots.registerAll(this.log);
     await bridge.listen(
       config.appservice.port,
       config.appservice.bindAddress,
@@ -142,7 +149,9 @@ export class VoicemailBridge {
       this.extraServers.push(await router.listen(Number(key.slice(separator + 1)), key.slice(0, separator)));
       this.log.info(`webhook listener on ${key}`);
     }
+    servePing(bridge, new Logger("Ping"));
     this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
+    const pinged = pingHomeserver(bridge.getBot().getClient(), registration.id, this.log);
 
     await bots.syncProfiles(this.log);
     await delivery.start();
@@ -151,6 +160,7 @@ export class VoicemailBridge {
       const watched = await mailboxes.watchAll(gateway.systemId);
       if (watched) this.log.info(`${gateway.systemId}: watching ${watched} mailbox(es)`);
     }
+    await pinged;
     this.pruneTimer = setInterval(() => {
       void store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS).catch(() => undefined);
     }, 3600_000).unref();

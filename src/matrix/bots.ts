@@ -2,8 +2,9 @@
  * The bridge's bots: the main bot (commands for every system) and one bot per voice mail
  * system, each with its own name and avatar, so the room list reads like a list of systems.
  */
-import type { Bridge, Intent, Logger } from "matrix-appservice-bridge";
+import { MembershipCache, type Bridge, type Intent, type Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig, SystemConfig } from "../config/types.js";
+import { errcodeOf } from "./membership.js";
 
 export interface Bot {
   userId: string;
@@ -14,6 +15,24 @@ export interface Bot {
   system?: SystemConfig;
 }
 
+/**
+ * The library's cache of memberships, which also decides whether an Intent registers its user
+ * before it first acts. It only learns "registered" from membership events; told here for the
+ * bots, an Intent never tries to register a bot that exists (the library logs that at ERROR).
+ * Give it to the Bridge as `membershipCache`.
+ */
+export class RegisteredBots extends MembershipCache {
+  private readonly known = new Set<string>();
+
+  markRegistered(userId: string): void {
+    this.known.add(userId);
+  }
+
+  override isUserRegistered(userId: string): boolean {
+    return this.known.has(userId) || super.isUserRegistered(userId);
+  }
+}
+
 export class BotDirectory {
   readonly main: Bot;
   private readonly bySystem = new Map<string, Bot>();
@@ -21,7 +40,8 @@ export class BotDirectory {
 
   constructor(
     config: BridgeConfig,
-    private readonly bridge: Bridge,
+    private readonly bridge: Pick<Bridge, "getIntent" | "getBot">,
+    private readonly registered = new RegisteredBots(),
   ) {
     const userId = (localpart: string) => `@${localpart}:${config.homeserver.domain}`;
     this.main = {
@@ -66,12 +86,37 @@ export class BotDirectory {
     return this.bridge.getIntent(bot.userId);
   }
 
+  /**
+   * Registers the bots that do not exist yet. An existing bot is no error: the homeserver says
+   * M_USER_IN_USE, and that is the answer on every restart. The main bot (the appservice's
+   * sender) too: the library assumes it exists, but Synapse only creates it on register. Run it
+   * before any Intent of a bot acts.
+   */
+  async registerAll(log: Logger): Promise<void> {
+    for (const bot of this.all()) {
+      if (this.registered.isUserRegistered(bot.userId)) continue;
+      try {
+        await this.bridge.getBot().getClient().doRequest("POST", "/_matrix/client/v3/register", null, {
+          type: "m.login.application_service",
+          username: bot.localpart,
+          inhibit_login: true,
+        });
+        log.info(`registered bot ${bot.userId}`);
+      } catch (err) {
+        if (errcodeOf(err) !== "M_USER_IN_USE") throw err;
+      }
+      this.registered.markRegistered(bot.userId);
+      // The bot-sdk underneath keeps its own list, checked by join and leave: tell it too.
+      const storage = (this.intent(bot).botSdkIntent as unknown as { storage?: { addRegisteredUser?(userId: string): unknown } } | undefined)?.storage;
+      await storage?.addRegisteredUser?.(bot.userId);
+    }
+  }
+
   /** Registers every bot and brings its display name and avatar in line with the config. */
   async syncProfiles(log: Logger): Promise<void> {
+    await this.registerAll(log);
     for (const bot of this.all()) {
       const intent = this.intent(bot);
-      // Forced: the library assumes the sender user exists, but Synapse only creates it on register.
-      await intent.ensureRegistered(true);
       // The appservice's own sender user may have no profile row yet: Synapse then answers
       // the profile lookup with an error, which means "nothing set".
       const profile = await intent.getProfileInfo(bot.userId, undefined, false).catch(() => ({}) as Record<string, string | undefined>);

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { readFileSync } from "node:fs";
+import { createServer, request, type Server } from "node:http";
 import { MWI_EVENT_TYPE, MWI_SUMMARY_EVENT_TYPE } from "../../src/core/events.js";
 import { postWebhook } from "../testbed/bridgeProcess.js";
 import { freePort } from "../testbed/ports.js";
@@ -19,6 +20,39 @@ const OFFICE_BOT = "@vm_office:localhost";
 const MAIN_BOT = "@voicemail:localhost";
 const OFFICE_WEBHOOK = "http://127.0.0.1:19211";
 
+/**
+ * A proxy between the bridge and Synapse that passes everything, except that it forwards the
+ * first createRoom inviting `victim` and then drops its answer (the connection is reset): the
+ * homeserver made the room and sent the invite, the bridge never learns the room ID.
+ */
+async function createRoomAnswerDropper(port: number, synapseUrl: string, victim: string): Promise<{ server: Server; dropped: () => number }> {
+  let dropped = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      const drop = dropped === 0 && req.method === "POST" && (req.url ?? "").startsWith("/_matrix/client/v3/createRoom") && body.includes(victim);
+      const upstream = request(`${synapseUrl}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
+        if (drop) {
+          answer.resume();
+          answer.on("end", () => {
+            dropped++;
+            res.socket?.destroy();
+          });
+          return;
+        }
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on("error", () => res.destroy());
+      upstream.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { server, dropped: () => dropped };
+}
+
 describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
   let world: World | undefined;
   let admin: User;
@@ -26,11 +60,16 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
   let bob: User;
   let adminRoom: string;
   let aliceCarrierRoom: string;
+  let proxy: Awaited<ReturnType<typeof createRoomAnswerDropper>> | undefined;
 
   before(async (t) => {
     if (!(await requireTestbed(t as never))) return;
+    const synapsePort = await freePort();
+    const proxyPort = await freePort();
+    proxy = await createRoomAnswerDropper(proxyPort, `http://127.0.0.1:${synapsePort}`, "@carol:localhost");
     world = await World.create({
-      synapsePort: await freePort(),
+      synapsePort,
+      homeserverUrl: `http://127.0.0.1:${proxyPort}`,
       bridgePort: await freePort(),
       permissions: { localhost: "user", "@admin:localhost": "admin", "@mallory:localhost": "none" },
       systems: [
@@ -43,6 +82,8 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
 
   after(async () => {
     await world?.close();
+    proxy?.server.closeAllConnections();
+    await new Promise((r) => (proxy ? proxy.server.close(r) : r(undefined)));
   });
 
   const w = () => {
@@ -61,6 +102,19 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
       const profile = await alice.client.getProfileInfo(bot!);
       assert.equal(profile.displayname, name);
     }
+  });
+
+  it("pings the homeserver at start and answers the homeserver's ping only with its token", async (t) => {
+    if (!world) return t.skip("no test bed");
+    assert.match(world.bridge.log(), /homeserver ping succeeded/);
+    const hsToken = /hs_token: (\S+)/.exec(readFileSync(world.bridge.files.registrationPath, "utf8"))![1]!;
+    const ping = (headers: Record<string, string>) =>
+      fetch(`${world!.bridgeUrl}/_matrix/app/v1/ping`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ transaction_id: "t" }) });
+    assert.ok([401, 403].includes((await ping({})).status), "no token: refused");
+    assert.ok([401, 403].includes((await ping({ authorization: "Bearer wrong-token" })).status), "wrong token: refused");
+    const good = await ping({ authorization: `Bearer ${hsToken}` });
+    assert.equal(good.status, 200);
+    assert.deepEqual(await good.json(), {});
   });
 
   it("lets an admin link a mailbox from a DM with the main bot; the user gets a DM from the system's bot", async (t) => {
@@ -254,6 +308,23 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
     assert.equal(bob.client.getRooms().filter((r) => r.getMember(OFFICE_BOT)).length, 1, "no second room after a restart");
   });
 
+  it("opens one DM even when the answer to createRoom was lost (the homeserver made the room all the same)", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const carol = await world.user("carol");
+    const reply = await world.command(admin, adminRoom, MAIN_BOT, "!admin link @carol:localhost carrier 3001");
+    assert.match(reply.getContent().body, /Linked Carrier Voicemail mailbox 3001 to @carol:localhost/);
+    while (proxy!.dropped() === 0) await sleep(100);
+    // A new MWI wakes the delivery of that user again (whether or not a failed attempt retries on its own).
+    assert.equal((await carrier({ mailbox: "3001", waiting: true, new: 1, old: 0 })).status, 202);
+    const room = await world.acceptDmFrom(carol, CARRIER_BOT);
+    await waitForEvent(carol.client, room, (e) => e.getSender() === CARRIER_BOT && /mailbox 3001: 1 new/.test(e.getContent().body ?? ""));
+    assert.equal(proxy!.dropped(), 1, "the proxy dropped the answer to the first createRoom");
+    await sleep(1500);
+    const withBot = carol.client.getRooms().filter((r) => r.getDMInviter() === CARRIER_BOT || r.getMember(CARRIER_BOT));
+    assert.deepEqual(withBot.map((r) => r.roomId), [room], "one DM, one invite");
+    assert.match(world.bridge.log(), /made by an earlier attempt whose answer was lost/);
+  });
+
   it("stops posting into a DM the user left and opens a fresh one next time", async (t) => {
     if (!world) return t.skip("no test bed");
     await alice.client.leave(aliceCarrierRoom);
@@ -271,6 +342,18 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
     await waitForState(alice.client, group, "m.room.member", CARRIER_BOT, (e) => e.getContent().membership === "leave");
     const notice = await waitForEvent(alice.client, group, (e) => e.getSender() === CARRIER_BOT && e.getType() === "m.room.message");
     assert.match(notice.getContent().body, /only work in direct chats/);
+  });
+
+  it("logs nothing at ERROR and no stack traces: restarts, a lost answer and refused requests are no one's to act on", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const log = world.bridge.log();
+    assert.match(log, /^INFO .*ready:/m);
+    assert.doesNotMatch(log, /Error registering user/);
+    // The delivery worker's own "stopped" line after the lost answer belongs to the delivery work
+    // (a worker that no error may end); everything else must be quiet.
+    const errors = log.split("\n").filter((l) => l.startsWith("ERROR") && !/^ERROR \S+ \[Delivery\] delivery to \S+ stopped/.test(l));
+    assert.deepEqual(errors, [], "no ERROR lines");
+    assert.doesNotMatch(log, /^\s+at .*:\d+:\d+\)?$/m, "no stack traces");
   });
 
   it("never writes a secret into its log", async (t) => {

@@ -30,6 +30,8 @@ export interface WorldOptions {
   bridgePort: number;
   systems: Record<string, unknown>[];
   permissions?: Record<string, string>;
+  /** Where the bridge reaches the homeserver (a proxy in between); Synapse itself unless given. */
+  homeserverUrl?: string;
   /** The bridge's log level; "debug" unless given (benchmarks use "info"). */
   logLevel?: "debug" | "info" | "warn" | "error";
 }
@@ -53,7 +55,7 @@ export class World {
     const dir = mkdtempSync(join(tmpdir(), "voicemail-e2e-"));
     const bridgeUrl = `http://127.0.0.1:${options.bridgePort}`;
     const files = await prepareBridge(dir, {
-      homeserver: { url: `http://127.0.0.1:${options.synapsePort}`, domain: "localhost" },
+      homeserver: { url: options.homeserverUrl ?? `http://127.0.0.1:${options.synapsePort}`, domain: "localhost" },
       appservice: { bindAddress: "127.0.0.1", port: options.bridgePort, url: bridgeUrl, botLocalpart: "voicemail" },
       database: { uri: `nedb:${join(dir, "data")}` },
       permissions: options.permissions ?? { localhost: "user", "@admin:localhost": "admin" },

@@ -58,6 +58,8 @@ export class FakeHomeserver {
   readonly rooms = new Map<string, FakeRoom>();
   readonly requests: FakeRequest[] = [];
   readonly presence = new Map<string, string>();
+  /** Account data per user and type (m.direct, the bridge's own notes). */
+  readonly accountData = new Map<string, Record<string, unknown>>();
   private txns = new Map<string, string>();
   private faults: { match: (r: FakeRequest) => boolean; fault: Fault; before?: () => Promise<void> }[] = [];
   private counter = 0;
@@ -185,6 +187,29 @@ export class FakeHomeserver {
           return content;
         });
       },
+      async getAccountData(type: string) {
+        return hs.handle({ op: "other", as: userId, type }, () => {
+          const content = hs.accountData.get(`${userId}\n${type}`);
+          if (!content) throw matrixError(404, "M_NOT_FOUND", "no account data");
+          return content;
+        });
+      },
+      async setAccountData(type: string, content: Record<string, unknown>) {
+        return hs.handle({ op: "other", as: userId, type }, () => {
+          hs.accountData.set(`${userId}\n${type}`, content);
+          return {};
+        });
+      },
+      async getJoinedRooms() {
+        return hs.handle({ op: "other", as: userId }, () => [...hs.rooms.values()].filter((r) => r.members.get(userId) === "join").map((r) => r.id));
+      },
+      async getRoomState(roomId: string) {
+        return hs.handle({ op: "other", as: userId, roomId }, () => {
+          const room = hs.room(roomId);
+          if (!room.members.has(userId)) throw matrixError(403, "M_FORBIDDEN", "not in room");
+          return room.timeline.filter((e) => e.state_key !== undefined);
+        });
+      },
       async getPresenceStatusFor(target: string) {
         return hs.handle({ op: "presence", as: userId }, () => {
           const shares = [...hs.rooms.values()].some((r) => r.members.get(userId) === "join" && r.members.get(target) === "join");
@@ -198,6 +223,9 @@ export class FakeHomeserver {
       matrixClient,
       async createRoom(opts: { options: { invite?: string[]; name?: string } }) {
         return hs.handle({ op: "createRoom", as: userId }, () => ({ room_id: hs.createRoom(userId, opts.options.invite ?? [], opts.options.name) }));
+      },
+      async kick(target: string, roomId: string) {
+        return hs.handle({ op: "other", as: userId, roomId }, () => hs.setMembership(target, roomId, "leave"));
       },
       async leave(roomId: string) {
         return hs.handle({ op: "leave", as: userId, roomId }, () => hs.setMembership(userId, roomId, "leave"));

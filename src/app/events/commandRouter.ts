@@ -114,7 +114,7 @@ export class CommandRouter {
     }
     if (!ownDm && !commandLike) return; // others' chat in a room the bot is in is theirs
     if (!ownDm && !secret) {
-      log.info(`command ${event.event_id} from ${event.sender} in ${event.room_id} not taken: ${dm ? "another user's DM" : "not a DM with a bot"}`);
+      log.info(`command ${event.event_id} from ${event.sender} in ${event.room_id} not taken: ${dm ? `the DM of ${dm.userId}, not theirs` : "the room is no DM of the bridge"}`);
       return;
     }
 
