@@ -8,7 +8,8 @@ import { Buffer } from "node:buffer";
 import { MAX_MESSAGE_BYTES, findHeaderEnd, parseContentLength, parseHead, parseMessage, type SipMessage } from "./message.js";
 
 export type FrameEvent =
-  | { kind: "message"; message: SipMessage }
+  /** `size`: the bytes it took on the stream. */
+  | { kind: "message"; message: SipMessage; size: number }
   /** Skipped, the stream is still in sync; `partial` may allow an error response. */
   | { kind: "invalid"; reason: string; partial?: SipMessage; tooLarge?: boolean }
   /** RFC 5626 §3.5.1 keepalive "CRLFCRLF": answer with one CRLF. */
@@ -141,7 +142,7 @@ export class StreamFramer {
     // parseMessage copies the body: the buffer is reused.
     const parsed = parseMessage(view.subarray(0, total), this.maxBytes);
     this.consume(total);
-    if (parsed.ok) return { kind: "message", message: parsed.message };
+    if (parsed.ok) return { kind: "message", message: parsed.message, size: total };
     const ev: FrameEvent = { kind: "invalid", reason: parsed.reason };
     if (parsed.partial) ev.partial = parsed.partial;
     return ev;
