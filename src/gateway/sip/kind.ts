@@ -6,7 +6,15 @@ import { sipSettings } from "./settings.js";
 export const sipKind = defineKind({
   kind: "sip",
   settings: sipSettings,
-  // The user agent takes UDP and TCP on the same port.
-  listeners: ({ local }) => [{ key: "sip.local", protocols: ["udp", "tcp"], bindAddress: local.bindAddress, port: local.port }],
+  // UDP always; TCP on the same port only for transport tcp. Without a bindAddress the address is
+  // chosen at start (the one toward the server): checked as a wildcard, which collides with most.
+  listeners: ({ local, server }) => [
+    {
+      key: "sip.local",
+      protocols: server.transport === "tcp" ? ["udp", "tcp"] : ["udp"],
+      bindAddress: local.bindAddress ?? (server.host.includes(":") ? "::" : "0.0.0.0"),
+      port: local.port,
+    },
+  ],
   create: (system, host) => new SipGateway(system, host),
 });

@@ -261,6 +261,11 @@ export class SipTransport {
     this.wire({ socket, transport: "tcp", ready: Promise.resolve(), inbound: true }, source);
   }
 
+  /** The address the UDP socket is bound to. */
+  get localAddress(): string {
+    return this.udp.address().address;
+  }
+
   /** Inbound TCP connections open now (for tests and figures). */
   get inboundConnections(): number {
     return this.inbound;

@@ -137,6 +137,10 @@ export class SipUserAgent implements SubscriptionHost {
     return this.transport.localPort;
   }
 
+  get localAddress(): string {
+    return this.transport.localAddress;
+  }
+
   /** What strangers can make the user agent hold: for tests and figures. */
   get held(): { inboundConnections: number; serverTransactions: number } {
     return { inboundConnections: this.transport.inboundConnections, serverTransactions: this.tx.serverTransactions };
