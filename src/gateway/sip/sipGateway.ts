@@ -59,9 +59,10 @@ function failureText(result: Extract<SubscribeResult, { ok: false }>): string {
  */
 function partyOf(value: string | undefined): string | undefined {
   if (!value) return undefined;
-  const open = value.indexOf("<");
-  const close = open < 0 ? -1 : value.indexOf(">", open + 1);
-  const uri = (close < 0 ? value : value.slice(open + 1, close)).trim();
+  // The URI is between the first ">" and the last "<" before it.
+  const close = value.indexOf(">");
+  const open = close < 0 ? -1 : value.lastIndexOf("<", close);
+  const uri = (open < 0 ? value : value.slice(open + 1, close)).trim();
   const scheme = /^(?:sips?|tel):/i.exec(uri.slice(0, 5))?.[0];
   if (!scheme) return uri.slice(0, MAX_PARTY_CHARS) || undefined;
   const rest = uri.slice(scheme.length);
