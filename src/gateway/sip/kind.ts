@@ -2,6 +2,7 @@
 import { defineKind } from "../gateway.js";
 import { SipGateway } from "./sipGateway.js";
 import { sipSettings } from "./settings.js";
+import { parseSources } from "./sources.js";
 
 export const sipKind = defineKind({
   kind: "sip",
@@ -16,5 +17,13 @@ export const sipKind = defineKind({
       port: local.port,
     },
   ],
+  check: ({ unsolicitedSources, server, allowAuthUser }) => {
+    const { problems, warnings } = parseSources(unsolicitedSources);
+    if (server.transport === "tls" && !server.rejectUnauthorized) {
+      warnings.push("server.rejectUnauthorized: false: anyone on the path can pose as the server and read the mailbox passwords of every !link");
+    }
+    if (allowAuthUser) warnings.push("allowAuthUser: true: a password proves the auth user's account, so the server must tie each auth user to its own mailbox");
+    return { problems, warnings };
+  },
   create: (system, host) => new SipGateway(system, host),
 });
