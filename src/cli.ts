@@ -2,7 +2,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { Logger } from "matrix-appservice-bridge";
-import { ConfigError, loadConfig } from "./config/load.js";
+import { ConfigError, configWarnings, loadConfig } from "./config/load.js";
 import { writeRegistration } from "./config/registration.js";
 import type { BridgeConfig } from "./config/types.js";
 import { VoicemailBridge } from "./app/voicemailBridge.js";
@@ -30,6 +30,7 @@ async function start(configPath: string, registrationPath: string): Promise<void
   const config = load(configPath);
   configureLogging(config);
   const log = new Logger("main");
+  for (const warning of configWarnings(config)) log.warn(`config: ${warning}`);
   const bridge = new VoicemailBridge(config, registrationPath);
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -90,7 +91,9 @@ await yargs(hideBin(process.argv))
     (y) => y.option("config", configOption),
     (argv) => {
       const config = load(argv.config);
-      process.stdout.write(`${argv.config} is valid: ${config.systems.length} voice mail system(s).\n`);
+      const warnings = configWarnings(config);
+      for (const warning of warnings) process.stderr.write(`${argv.config}: warning: ${warning}\n`);
+      process.stdout.write(`${argv.config} is valid: ${config.systems.length} voice mail system(s)${warnings.length ? `, ${warnings.length} warning(s)` : ""}.\n`);
     },
   )
   .help()

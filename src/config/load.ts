@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import yaml from "js-yaml";
 import AjvModule, { type ErrorObject } from "ajv";
 import { canonicalTimeZone } from "../core/format.js";
-import { listenersOf } from "../gateway/registry.js";
+import { checkSystem, listenersOf } from "../gateway/registry.js";
 import { configSchema } from "./schema.js";
 import type { BridgeConfig } from "./types.js";
 
@@ -91,6 +91,7 @@ function crossChecks(config: BridgeConfig): string[] {
       problems.push(`systems[${i}].botLocalpart: "${system.botLocalpart}" is used by another bot`);
     }
     localparts.add(system.botLocalpart);
+    for (const problem of checkSystem(system).problems) problems.push(`systems[${i}].${problem}`);
   });
   const opened = listeners(config);
   opened.forEach((listener, i) => {
@@ -119,6 +120,14 @@ export function validateConfig(raw: unknown): BridgeConfig {
   const problems = crossChecks(config);
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * What a valid config allows but an admin should know is dangerous (one line each, with its
+ * key): validate-config prints these, start logs them.
+ */
+export function configWarnings(config: BridgeConfig): string[] {
+  return config.systems.flatMap((system, i) => checkSystem(system).warnings.map((w) => `systems[${i}].${w}`));
 }
 
 export function parseConfigYaml(text: string): BridgeConfig {

@@ -103,12 +103,22 @@ export interface KindListener {
   shared?: boolean;
 }
 
+/** What validation finds in a system's settings beyond the schema; keys relative to the system. */
+export interface KindCheck {
+  /** What start would refuse. */
+  problems: string[];
+  /** What works but is dangerous: printed by validate-config, logged at start. */
+  warnings: string[];
+}
+
 /** Everything the core knows of one kind of voice mail system. */
 export interface KindDescriptor<K extends string = string, S extends TSchema = TSchema> {
   /** The `kind:` of a system in config.yaml, and the key of its settings block. */
   readonly kind: K;
   /** The settings block's schema (TypeBox); validation fills its defaults in. */
   readonly settings: S;
+  /** Checks start would make, run by validation with the same code (e.g. address parsers). */
+  check?(settings: Static<S>): KindCheck;
   /** The ports a system of this kind opens, if any. */
   listeners?(settings: Static<S>): KindListener[];
   /** The gateway of one configured system. */

@@ -4,7 +4,7 @@
  * schema, the config types and the gateway factory all read this list.
  */
 import type { Static } from "@sinclair/typebox";
-import type { GatewayHost, KindDescriptor, KindListener, KindSystem, VoicemailGateway } from "./gateway.js";
+import type { GatewayHost, KindCheck, KindDescriptor, KindListener, KindSystem, VoicemailGateway } from "./gateway.js";
 import { sipKind } from "./sip/kind.js";
 import { webhookKind } from "./webhook/kind.js";
 
@@ -31,6 +31,14 @@ function kindOf(system: GatewaySystem): KindDescriptor<string> {
 
 export function createGateway(system: GatewaySystem, host: GatewayHost): VoicemailGateway {
   return kindOf(system).create(system as never, host);
+}
+
+/** Problems and warnings of a configured system's settings, keyed below `<kind>.`. */
+export function checkSystem(system: GatewaySystem): KindCheck {
+  const settings = (system as unknown as Record<string, unknown>)[system.kind];
+  const found = kindOf(system).check?.(settings as never) ?? { problems: [], warnings: [] };
+  const key = (line: string) => `${system.kind}.${line}`;
+  return { problems: found.problems.map(key), warnings: found.warnings.map(key) };
 }
 
 /** The ports a configured system opens. */

@@ -103,6 +103,8 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
             sip: {
               server: { host: "127.0.0.1", port: sipPort, transport: "tcp" },
               local: { bindAddress: "127.0.0.1", port: tcpLocal },
+              // Asterisk's auth user of 1002 is alice1002: the admin allows --auth-user here.
+              allowAuthUser: true,
               expires: 60,
               asteriskSpool: spool,
             },

@@ -388,13 +388,17 @@ describe("validateConfig: listeners that would collide at start", () => {
     assert.equal(validateConfig(free).systems.length, 6);
   });
 
-  it("a SIP system on the TCP port of a webhook or of the appservice", () => {
+  it("a SIP system on the TCP port of a webhook or of the appservice (TCP only for transport tcp)", () => {
+    const tcp = (system: Record<string, any>) => ((system.sip.server.transport = "tcp"), system);
     const raw = withWebhooks({ port: 5070, bindAddress: "127.0.0.1" });
-    raw.systems.push(sip("pbx", { bindAddress: "127.0.0.1" }));
+    raw.systems.push(tcp(sip("pbx", { bindAddress: "127.0.0.1" })));
     assert.deepEqual(problemsOf(raw), ["systems[2].sip.local: port 5070 on 127.0.0.1 is taken by systems[0].webhook.port"]);
     const onAppservice = rawTwoSystems();
-    onAppservice.systems.push(sip("pbx", { port: 9000 }));
+    onAppservice.systems.push(tcp(sip("pbx", { port: 9000 })));
     assert.deepEqual(problemsOf(onAppservice), ["systems[2].sip.local: port 9000 on 0.0.0.0 is taken by appservice.port"]);
+    const udp = rawTwoSystems();
+    udp.systems.push(sip("pbx", { port: 9000 }));
+    assert.equal(validateConfig(udp).systems.length, 3, "over UDP the SIP system opens no TCP port");
   });
 });
 

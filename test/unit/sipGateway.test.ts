@@ -25,17 +25,20 @@ function system(unsolicitedSources: string[]): SipSystemConfig {
     kind: "sip",
     sip: {
       server: { host: "127.0.0.1", port: 9, transport: "udp", rejectUnauthorized: true },
-      local: { bindAddress: "127.0.0.1", port: 0 },
+      local: { bindAddress: "127.0.0.1", port: 0, maxConnections: 64, maxConnectionsPerSource: 8, idleTimeoutSeconds: 120, messageTimeoutSeconds: 10 },
       expires: 3600,
+      allowAuthUser: false,
       unsolicitedSources,
     },
   };
 }
 
-async function gateway(sources: string[]): Promise<{ gw: SipGateway; updates: MwiUpdate[] }> {
+/** A started gateway with `linked` linked (admin links: no credentials, so no subscription). */
+async function gateway(sources: string[], linked: string[] = ["2001", "3003"]): Promise<{ gw: SipGateway; updates: MwiUpdate[] }> {
   const updates: MwiUpdate[] = [];
   const gw = new SipGateway(system(sources), { acceptUpdate: async (u) => void updates.push(u), log: quiet });
   await gw.start();
+  for (const mailbox of linked) await gw.watching.watch(mailbox);
   return { gw, updates };
 }
 

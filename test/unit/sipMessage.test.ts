@@ -372,3 +372,91 @@ describe("StreamFramer", () => {
     );
   });
 });
+
+/**
+ * Bytes the framer reads or copies, counted at the Buffer and TextDecoder methods it can use:
+ * the work of framing, without a clock.
+ */
+function countingWork<T>(fn: () => T): { result: T; work: number } {
+  let work = 0;
+  const proto = Buffer.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const saved = { indexOf: proto["indexOf"]!, includes: proto["includes"]!, copy: proto["copy"]!, concat: Buffer.concat, from: Buffer.from, decode: TextDecoder.prototype.decode };
+  const from = (offset: unknown, length: number): number => {
+    const o = typeof offset === "number" ? (offset < 0 ? Math.max(0, length + offset) : offset) : 0;
+    return Math.max(0, length - o);
+  };
+  proto["indexOf"] = function (this: Buffer, value: unknown, offset?: unknown, enc?: unknown) {
+    work += from(offset, this.length);
+    return saved.indexOf.call(this, value, offset, enc);
+  };
+  proto["includes"] = function (this: Buffer, value: unknown, offset?: unknown, enc?: unknown) {
+    work += from(offset, this.length);
+    return saved.includes.call(this, value, offset, enc);
+  };
+  proto["copy"] = function (this: Buffer, ...a: unknown[]) {
+    const n = saved.copy.apply(this, a) as number;
+    work += n;
+    return n;
+  };
+  Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
+    const out = saved.concat(list, total);
+    work += out.length;
+    return out;
+  }) as typeof Buffer.concat;
+  Buffer.from = ((...args: unknown[]) => {
+    const out = (saved.from as (...a: unknown[]) => Buffer)(...args);
+    if (typeof args[0] !== "string") work += out.length;
+    return out;
+  }) as typeof Buffer.from;
+  TextDecoder.prototype.decode = function (this: unknown, input?: Uint8Array, options?: { stream?: boolean }) {
+    work += input ? input.byteLength : 0;
+    return saved.decode.call(this, input, options);
+  };
+  try {
+    return { result: fn(), work };
+  } finally {
+    proto["indexOf"] = saved.indexOf;
+    proto["includes"] = saved.includes;
+    proto["copy"] = saved.copy;
+    Buffer.concat = saved.concat;
+    Buffer.from = saved.from;
+    TextDecoder.prototype.decode = saved.decode;
+  }
+}
+
+describe("StreamFramer: work is linear in the bytes received", () => {
+  const messages = (evs: FrameEvent[]): SipMessage[] => evs.flatMap((e) => (e.kind === "message" ? [e.message] : []));
+  // 64 KiB minus a little: a message just within the limit, with a long header block.
+  const filler = Array.from({ length: 600 }, (_, i) => `X-Filler-${i}: ${"f".repeat(90)}`);
+  const big = Buffer.from(CRLF("NOTIFY sip:a@b SIP/2.0", "Via: SIP/2.0/TCP h;branch=z9hG4bKlin", ...filler, "Content-Length: 4", "", "abcd"));
+
+  it("a 60 KiB message sent one byte at a time costs a few passes over it, not one per byte", () => {
+    assert.ok(big.length > 60_000 && big.length < 65_536, String(big.length));
+    const f = new StreamFramer();
+    const chunks = [...big].map((b) => Buffer.from([b]));
+    const { result: events, work } = countingWork(() => chunks.flatMap((c) => f.push(c)));
+    assert.equal(messages(events).length, 1);
+    assert.equal(bodyText(messages(events)[0]!), "abcd");
+    // A few bytes of search per byte pushed, one copy in, one parse: a constant per byte (it was
+    // one pass over everything so far per byte: about 10^5 times the message).
+    assert.ok(work < 32 * big.length, `framing read or copied ${work} bytes for a ${big.length}-byte message`);
+  });
+
+  it("the body of a message sent one byte at a time is not rescanned either", () => {
+    const body = "b".repeat(60_000);
+    const msg = Buffer.from(CRLF("NOTIFY sip:a@b SIP/2.0", "Via: SIP/2.0/TCP h;branch=z9hG4bKbody", `Content-Length: ${body.length}`, "", body));
+    const f = new StreamFramer();
+    const chunks = [...msg].map((b) => Buffer.from([b]));
+    const { result: events, work } = countingWork(() => chunks.flatMap((c) => f.push(c)));
+    assert.equal(messages(events).length, 1);
+    assert.ok(work < 32 * msg.length, `framing read or copied ${work} bytes for a ${msg.length}-byte message`);
+  });
+
+  it("a header block that never ends is given up after the limit, in linear work", () => {
+    const f = new StreamFramer(20_000);
+    const chunks = Array.from({ length: 20_001 }, () => Buffer.from("A"));
+    const { result: events, work } = countingWork(() => chunks.flatMap((c) => f.push(c)));
+    assert.equal(events.at(-1)?.kind, "fatal");
+    assert.ok(work < 32 * 20_001, `framing read or copied ${work} bytes`);
+  });
+});

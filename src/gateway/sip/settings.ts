@@ -24,15 +24,31 @@ export const sipSettings = Type.Object(
     local: DefaultedBlock(
       Type.Object(
         {
-          bindAddress: Defaulted(Type.String({ minLength: 1 }), "0.0.0.0"),
+          /**
+           * Unset: the address this host reaches `server.host` from (loopback for a server on this
+           * host), so the bridge listens only where its server can reach it.
+           */
+          bindAddress: Type.Optional(Type.String({ minLength: 1 })),
           /** 0: any free port. */
           port: Defaulted(Type.Integer({ minimum: 0, maximum: 65535 }), 5070),
           /** Advertised in Via and Contact instead of the local address (NAT). */
           publicAddress: Type.Optional(host),
+          /** Inbound TCP connections (transport tcp only) open at once, in all and per source address. */
+          maxConnections: Defaulted(Type.Integer({ minimum: 1, maximum: 10_000 }), 64),
+          maxConnectionsPerSource: Defaulted(Type.Integer({ minimum: 1, maximum: 10_000 }), 8),
+          /** An inbound connection silent this long is closed. */
+          idleTimeoutSeconds: Defaulted(Type.Integer({ minimum: 1, maximum: 86_400 }), 120),
+          /** A message begun on a connection must be complete within this. */
+          messageTimeoutSeconds: Defaulted(Type.Integer({ minimum: 1, maximum: 600 }), 10),
         },
         { additionalProperties: false },
       ),
     ),
+    /**
+     * `!link --auth-user NAME` with a NAME other than the mailbox: only where the server's
+     * accounts are named otherwise, since with it a password proves NAME's account, not the mailbox.
+     */
+    allowAuthUser: Defaulted(Type.Boolean(), false),
     /** Subscription expiry to ask for, in seconds; the server may grant less. */
     expires: Defaulted(Type.Integer({ minimum: 60, maximum: 86400 }), 3600),
     /** Sources (IP addresses or CIDR ranges) whose out-of-dialog MWI NOTIFYs are accepted. */

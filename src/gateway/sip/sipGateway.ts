@@ -1,12 +1,14 @@
 /**
  * Voice mail systems that serve MWI by SIP SUBSCRIBE/NOTIFY (RFC 3842, RFC 6665): Asterisk,
  * FreeSWITCH, FreePBX, Kamailio, most carriers. Users prove a mailbox is theirs by subscribing
- * with its credentials; `!mwi off` unsubscribes upstream.
+ * with its credentials, which the server must have challenged; `!mwi off` unsubscribes upstream.
+ * MWI is filed only under mailboxes someone linked (the gateway knows what it watches).
  */
-import { BlockList, isIPv6 } from "node:net";
+import { isIPv6, type BlockList } from "node:net";
 import pLimit from "p-limit";
 import type { MessageInfo, MwiUpdate } from "../../core/mwi.js";
-import { clampCount } from "../../core/mwi.js";
+import { clampCount, MAILBOX_PATTERN } from "../../core/mwi.js";
+import { rateLimitedLog, type RateLimitedLog } from "../../util/rateLimitedLog.js";
 import { withTimeout } from "../../util/timeout.js";
 import type {
   GatewayHost,
@@ -22,6 +24,8 @@ import type {
 import { newestInboxMessage } from "./asteriskSpool.js";
 import { parseMessageSummary, type MessageSummary } from "./messageSummary.js";
 import type { SipSettings } from "./settings.js";
+import { parseSources } from "./sources.js";
+import { localAddressToward } from "./transport.js";
 import { SipUserAgent, type SipTlsOptions, type Subscription, type SubscribeResult, type UnsolicitedNotify } from "./userAgent.js";
 
 /** How long a link waits for the first NOTIFY after the 200 (RFC 6665 requires one at once). */
@@ -30,6 +34,10 @@ const FIRST_NOTIFY_TIMEOUT_MS = 5_000;
 const STARTS_IN_FLIGHT = 16;
 /** How long shutdown waits for the unsubscriptions before closing anyway. */
 const STOP_BUDGET_MS = 10_000;
+/** A caller or called number is at most this long; longer input is cut before it is read. */
+const MAX_PARTY_CHARS = 64;
+
+export const NO_PASSWORD_CHECK = "this system does not check passwords: an admin must link it";
 
 function failureText(result: Extract<SubscribeResult, { ok: false }>): string {
   switch (result.kind) {
@@ -45,15 +53,45 @@ function failureText(result: Extract<SubscribeResult, { ok: false }>): string {
   }
 }
 
+/**
+ * The user part of a From or To value (`"Name" <sip:5551234@host>`, `tel:+1555`, a bare
+ * number), in linear time: the value comes off the network and may be 64 KB of `<`.
+ */
+function partyOf(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  // The URI is between the first ">" and the last "<" before it.
+  const close = value.indexOf(">");
+  const open = close < 0 ? -1 : value.lastIndexOf("<", close);
+  const uri = (open < 0 ? value : value.slice(open + 1, close)).trim();
+  const scheme = /^(?:sips?|tel):/i.exec(uri.slice(0, 5))?.[0];
+  if (!scheme) return uri.slice(0, MAX_PARTY_CHARS) || undefined;
+  const rest = uri.slice(scheme.length);
+  let end = 0;
+  while (end < rest.length && end < MAX_PARTY_CHARS && !"@;>".includes(rest[end]!)) end++;
+  return rest.slice(0, end) || undefined;
+}
+
+/**
+ * The mailbox a SIP URI names (`sip:1001@host` -> `1001`), or undefined when it names none or
+ * one that is not a mailbox (`/../etc`, bad %-escapes).
+ */
+function mailboxOf(uri: string): string | undefined {
+  const m = /^sips?:([^@;>]{1,384})@/i.exec(uri.slice(0, 400));
+  if (!m) return undefined;
+  let mailbox: string;
+  try {
+    mailbox = decodeURIComponent(m[1]!);
+  } catch {
+    return undefined;
+  }
+  return MAILBOX_PATTERN.test(mailbox) ? mailbox : undefined;
+}
+
 /** ANI, DNIS and time from the optional message headers of the body (RFC 3842 §5.2). */
 function messageFromSummary(summary: MessageSummary): MessageInfo | undefined {
   const newest = summary.messages[summary.messages.length - 1];
   if (!newest) return undefined;
-  const user = (value: string | undefined) => {
-    if (!value) return undefined;
-    const uri = /<([^>]*)>/.exec(value)?.[1] ?? value;
-    return (/^(?:sips?|tel):([^@;>]+)/i.exec(uri.trim())?.[1] ?? uri.trim()).slice(0, 64) || undefined;
-  };
+  const user = partyOf;
   const info: MessageInfo = {};
   const ani = user(newest.from);
   const dnis = user(newest.to);
@@ -70,28 +108,30 @@ export class SipGateway implements VoicemailGateway {
     watch: (mailbox, credentials) => this.watch(mailbox, credentials),
     unwatch: (mailbox) => this.unwatch(mailbox),
   };
-  /** `!mwi off` ends the subscription; `!mwi on` subscribes again. */
+  /** `!mwi off` ends the subscription (the mailbox stays linked); `!mwi on` subscribes again. */
   readonly upstreamMwi: UpstreamMwiCapability = {
     switchOn: (mailbox, credentials) => this.watch(mailbox, credentials),
-    switchOff: (mailbox) => this.unwatch(mailbox),
+    switchOff: (mailbox) => this.unsubscribe(mailbox),
   };
   private ua?: SipUserAgent;
   /** The one subscription per watched mailbox. */
   private readonly subscriptions = new Map<string, Subscription>();
-  private readonly allowedSources = new BlockList();
+  /** Every mailbox someone linked (watched, with or without credentials): MWI is filed only under these. */
+  private readonly linked = new Set<string>();
+  private readonly allowedSources: BlockList;
   /** Subscribes and unsubscribes a few at a time. */
   private readonly throttle = pLimit(STARTS_IN_FLIGHT);
+  /** Refused and bad NOTIFYs: anyone can send them, one line per datagram would flood the log. */
+  private readonly noise: RateLimitedLog;
 
   constructor(
     readonly system: KindSystem<"sip", SipSettings>,
     private readonly host: GatewayHost,
   ) {
-    for (const source of system.sip.unsolicitedSources) {
-      const [address, prefix] = source.split("/");
-      const family = isIPv6(address!) ? "ipv6" : "ipv4";
-      if (prefix) this.allowedSources.addSubnet(address!, Number(prefix), family);
-      else this.allowedSources.addAddress(address!, family);
-    }
+    const sources = parseSources(system.sip.unsolicitedSources);
+    if (sources.problems.length) throw new Error(`SIP system ${system.id}: ${sources.problems.join("; ")}`);
+    this.allowedSources = sources.list;
+    this.noise = rateLimitedLog((line) => host.log.warn(line));
   }
 
   get systemId(): string {
@@ -114,8 +154,15 @@ export class SipGateway implements VoicemailGateway {
     const tls: SipTlsOptions = { rejectUnauthorized: server.rejectUnauthorized };
     if (server.caFile) tls.caFile = server.caFile;
     this.ua = await SipUserAgent.start({
-      bindAddress: local.bindAddress,
+      bindAddress: local.bindAddress ?? (await localAddressToward(server.host)),
       port: local.port,
+      // Only a notifier we reach over TCP opens connections of its own to our Contact; over UDP
+      // and TLS a TCP listener would only be something for strangers to fill.
+      listenTcp: server.transport === "tcp",
+      maxConnections: local.maxConnections,
+      maxConnectionsPerSource: local.maxConnectionsPerSource,
+      idleTimeoutMs: local.idleTimeoutSeconds * 1000,
+      messageTimeoutMs: local.messageTimeoutSeconds * 1000,
       ...(local.publicAddress ? { publicAddress: local.publicAddress } : {}),
       ...(server.transport === "tls" ? { tls } : {}),
       logger: {
@@ -136,7 +183,13 @@ export class SipGateway implements VoicemailGateway {
     const unsubscribeAll = Promise.all(all.map((s) => this.throttle(() => s.unsubscribe().catch(() => undefined))));
     await withTimeout(unsubscribeAll, STOP_BUDGET_MS, undefined);
     this.throttle.clearQueue();
+    this.noise.flush();
     await this.ua?.close();
+  }
+
+  /** The address the bridge's SIP socket is bound to. */
+  get localAddress(): string | undefined {
+    return this.ua?.localAddress;
   }
 
   private subscription(mailbox: string, credentials: MailboxCredentials): Subscription {
@@ -151,9 +204,18 @@ export class SipGateway implements VoicemailGateway {
     });
   }
 
-  /** Subscribes with the user's credentials: a 200 and a first NOTIFY prove the mailbox is theirs. */
+  /**
+   * Subscribes with the user's credentials. Proof is a server that challenged (401/407) and then
+   * accepted them: a 2xx without a challenge (a server that trusts the bridge's address, or
+   * serves MWI openly) would let any password link any mailbox.
+   */
   private async proveLink(request: LinkRequest): Promise<LinkProof> {
-    const credentials = { username: request.authUser ?? request.mailbox, password: request.password ?? "" };
+    const authUser = request.authUser ?? request.mailbox;
+    if (authUser !== request.mailbox && !this.system.sip.allowAuthUser) {
+      this.host.log.info(`${this.systemId}: link of ${request.mailbox} for ${request.userId} refused: --auth-user not allowed`);
+      return { ok: false, reason: "this system takes no --auth-user: the mailbox's own password proves it is yours" };
+    }
+    const credentials = { username: authUser, password: request.password ?? "" };
     const sub = this.subscription(request.mailbox, credentials);
     const firstNotify = withTimeout(new Promise<string>((resolve) => sub.once("notify", resolve)), FIRST_NOTIFY_TIMEOUT_MS, undefined);
     const result = await sub.start();
@@ -161,6 +223,11 @@ export class SipGateway implements VoicemailGateway {
       await sub.unsubscribe().catch(() => undefined);
       this.host.log.info(`${this.systemId}: link of ${request.mailbox} for ${request.userId} refused: ${result.kind}`);
       return { ok: false, reason: failureText(result) };
+    }
+    if (!sub.authenticated) {
+      await sub.unsubscribe().catch(() => undefined);
+      this.host.log.warn(`${this.systemId}: link of ${request.mailbox} for ${request.userId} refused: the server accepted the subscription without asking for a password`);
+      return { ok: false, reason: NO_PASSWORD_CHECK };
     }
     const body = await firstNotify;
     const current = body === undefined ? undefined : this.updateFrom(request.mailbox, body);
@@ -177,6 +244,7 @@ export class SipGateway implements VoicemailGateway {
    * (`!mwi on`) shows fresh ones, not those from before MWI was switched off.
    */
   private async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
+    this.linked.add(mailbox);
     if (this.subscriptions.has(mailbox)) return;
     if (!credentials) {
       this.host.log.warn(`${this.systemId}: cannot watch ${mailbox}: no stored credentials (link it again with !link)`);
@@ -199,7 +267,13 @@ export class SipGateway implements VoicemailGateway {
     await withTimeout(firstReport, FIRST_NOTIFY_TIMEOUT_MS, undefined);
   }
 
+  /** Nobody follows the mailbox any more: its MWI is not filed from now on. */
   private async unwatch(mailbox: string): Promise<void> {
+    this.linked.delete(mailbox);
+    await this.unsubscribe(mailbox);
+  }
+
+  private async unsubscribe(mailbox: string): Promise<void> {
     const sub = this.subscriptions.get(mailbox);
     if (!sub) return;
     this.subscriptions.delete(mailbox);
@@ -226,14 +300,26 @@ export class SipGateway implements VoicemailGateway {
     sub.on("error", (err) => this.host.log.warn(`${this.systemId}: ${mailbox}: ${err.message}`));
   }
 
-  /** Parses a NOTIFY body; a bad one is logged in one line and changes nothing. */
+  /**
+   * Parses an in-dialog NOTIFY body; a bad one is logged in one line and changes nothing. Its
+   * Message-Account may name a voicemail access number (Asterisk's `voicemail_extension`), but
+   * when it names another linked mailbox the report is that mailbox's, not this one's.
+   */
   private updateFrom(mailbox: string, body: string): MwiUpdate | undefined {
     const parsed = parseMessageSummary(body);
     if (!parsed.ok) {
       this.host.log.warn(`${this.systemId}: ignored a NOTIFY for ${mailbox}: ${parsed.reason}`);
       return undefined;
     }
-    const { summary } = parsed;
+    const named = parsed.summary.account === undefined ? undefined : mailboxOf(parsed.summary.account);
+    if (named !== undefined && named !== mailbox && this.linked.has(named)) {
+      this.noise(`account ${mailbox}`, `${this.systemId}: dropped a NOTIFY in the subscription of ${mailbox}: its Message-Account names mailbox ${named}`);
+      return undefined;
+    }
+    return this.update(mailbox, parsed.summary);
+  }
+
+  private update(mailbox: string, summary: MessageSummary): MwiUpdate {
     const message = messageFromSummary(summary);
     return {
       systemId: this.systemId,
@@ -258,27 +344,33 @@ export class SipGateway implements VoicemailGateway {
     return message ? { ...update, message } : update;
   }
 
-  /** Out-of-dialog MWI: only from the configured sources, mapped by Message-Account or request URI. */
+  /**
+   * Out-of-dialog MWI: only from the configured sources (over UDP a source address can be forged:
+   * the firewall must keep strangers off), mapped by Message-Account or request URI, and only
+   * for a mailbox someone linked. Per datagram: one parse, at most one update and one spool read.
+   */
   private async onUnsolicited(notify: UnsolicitedNotify): Promise<number> {
-    const family = isIPv6(notify.source.address) ? "ipv6" : "ipv4";
-    if (!this.allowedSources.check(notify.source.address, family)) {
-      this.host.log.warn(`${this.systemId}: refused an unsolicited NOTIFY from ${notify.source.address}: not an allowed source`);
+    const from = notify.source.address;
+    const family = isIPv6(from) ? "ipv6" : "ipv4";
+    if (!this.allowedSources.check(from, family)) {
+      this.noise(`refused ${from}`, `${this.systemId}: refused an unsolicited NOTIFY from ${from}: not an allowed source`);
       return 403;
     }
     const parsed = parseMessageSummary(notify.body);
     if (!parsed.ok) {
-      this.host.log.warn(`${this.systemId}: bad unsolicited NOTIFY from ${notify.source.address}: ${parsed.reason}`);
+      this.noise(`bad ${from}`, `${this.systemId}: bad unsolicited NOTIFY from ${from}: ${parsed.reason}`);
       return 400;
     }
-    const account = parsed.summary.account ?? notify.requestUri;
-    const mailbox = /^sips?:([^@;>]+)@/i.exec(account)?.[1];
+    const mailbox = mailboxOf(parsed.summary.account ?? notify.requestUri);
     if (!mailbox) {
-      this.host.log.warn(`${this.systemId}: unsolicited NOTIFY from ${notify.source.address} names no mailbox`);
+      this.noise(`no mailbox ${from}`, `${this.systemId}: unsolicited NOTIFY from ${from} names no valid mailbox`);
       return 400;
     }
-    const update = this.updateFrom(decodeURIComponent(mailbox), notify.body);
-    if (!update) return 400;
-    await this.host.acceptUpdate(await this.withCallerDetails(update));
+    if (!this.linked.has(mailbox)) {
+      this.noise(`unlinked ${from}`, `${this.systemId}: unsolicited NOTIFY from ${from} for mailbox ${mailbox}, which nobody linked: dropped`);
+      return 404;
+    }
+    await this.host.acceptUpdate(await this.withCallerDetails(this.update(mailbox, parsed.summary)));
     return 200;
   }
 }

@@ -137,6 +137,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   private finalNotifyWaiter: (() => void) | undefined;
   private lastGranted = 0;
   private endReason: string | undefined;
+  private challengedAndAccepted = false;
 
   /** The options without the password (that lives only in the digest client). */
   private readonly options: Readonly<Omit<SubscriptionOptions, "password">>;
@@ -162,6 +163,14 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   /** The mailbox URI this subscription is for. */
   get uri(): string {
     return this.options.uri;
+  }
+
+  /**
+   * The notifier challenged (401/407) and then accepted our credentials with a 2xx: only that
+   * proves the password is the mailbox's. A 2xx without a challenge proves nothing.
+   */
+  get authenticated(): boolean {
+    return this.challengedAndAccepted;
   }
 
   /** The expiry the notifier granted last, in seconds (0 before the first success). */
@@ -343,7 +352,10 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
       if (outcome.kind === "timeout") return fail("timeout", "no response (transaction timeout)");
       if (outcome.kind === "transport-error") return fail("unreachable", `cannot reach ${this.describeTarget()}: ${outcome.error}`);
       const res = outcome.response;
-      if (res.status >= 200 && res.status < 300) return { ok: true, response: res };
+      if (res.status >= 200 && res.status < 300) {
+        if (answered) this.challengedAndAccepted = true;
+        return { ok: true, response: res };
+      }
 
       if (res.status === 401 || res.status === 407) {
         const proxy = res.status === 407;

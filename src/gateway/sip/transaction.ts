@@ -3,6 +3,11 @@
  * Timer E (T1 doubling up to T2), give up with Timer F (64*T1), absorb late response copies for
  * Timer K. Server side: a retransmitted request gets the cached final response again instead of
  * being processed twice.
+ *
+ * The server side answers strangers: a cached response goes only to where the retransmission
+ * came from, and over UDP never when it is larger than that datagram (a forged source address
+ * cannot turn the bridge into an amplifier); the transactions kept are bounded (the oldest go),
+ * and a response is kept only for Timer J over UDP, not at all over TCP and TLS.
  */
 import type { Buffer } from "node:buffer";
 import { parseCSeq, parseNameAddr, parseVia } from "./headers.js";
@@ -40,9 +45,11 @@ interface ClientTx {
 interface ServerTx {
   /** Serialized final response, once sent. */
   response?: Buffer;
-  dest: Endpoint;
   timer: NodeJS.Timeout;
 }
+
+/** Server transactions kept at most (each holds one response of a few hundred bytes). */
+export const MAX_SERVER_TRANSACTIONS = 4096;
 
 export class TransactionLayer {
   private readonly clients = new Map<string, ClientTx>();
@@ -53,7 +60,13 @@ export class TransactionLayer {
     private readonly sender: Sender,
     private readonly timers: TimerConfig,
     private readonly logger: SipLogger,
+    private readonly maxServerTransactions = MAX_SERVER_TRANSACTIONS,
   ) {}
+
+  /** Server transactions kept now. */
+  get serverTransactions(): number {
+    return this.servers.size;
+  }
 
   /**
    * Runs a client transaction for `req` (which already carries its top Via with a unique
@@ -125,19 +138,29 @@ export class TransactionLayer {
 
   /**
    * Server side, called for each incoming request except ACK: true when it is a retransmission
-   * (answered again from the cache, or still being processed), false for a new request.
+   * (answered again from the cache, or still being processed), false for a new request. `size`
+   * is the bytes the request came in.
    */
-  absorbRetransmission(req: SipRequest, source: Endpoint): boolean {
+  absorbRetransmission(req: SipRequest, source: Endpoint, size: number): boolean {
     const key = serverKey(req);
     if (!key) return false;
     const known = this.servers.get(key);
     if (known) {
-      if (known.response) this.sender.send(known.response, known.dest).catch(() => undefined);
+      // To the source of this copy only; over UDP not when that would amplify it.
+      if (known.response && (source.transport !== "udp" || known.response.length <= size)) {
+        this.sender.send(known.response, source).catch(() => undefined);
+      }
       return true;
+    }
+    if (this.servers.size >= this.maxServerTransactions) {
+      // Maps iterate in insertion order: the first is the oldest.
+      const [oldest, tx] = this.servers.entries().next().value!;
+      clearTimeout(tx.timer);
+      this.servers.delete(oldest);
     }
     // Bounded life even if nobody ever answers.
     const timer = setTimeout(() => this.servers.delete(key), 64 * this.timers.t1);
-    this.servers.set(key, { dest: source, timer });
+    this.servers.set(key, { timer });
     return false;
   }
 
@@ -147,10 +170,12 @@ export class TransactionLayer {
     const key = serverKey(req);
     const tx = key ? this.servers.get(key) : undefined;
     if (tx && res.status >= 200 && !this.closed) {
-      tx.response = data;
-      tx.dest = dest;
       clearTimeout(tx.timer);
-      tx.timer = setTimeout(() => this.servers.delete(key!), dest.transport === "udp" ? 64 * this.timers.t1 : 0);
+      // RFC 3261 §17.2.2: Timer J is 64*T1 over UDP and zero over a reliable transport.
+      if (dest.transport === "udp") {
+        tx.response = data;
+        tx.timer = setTimeout(() => this.servers.delete(key!), 64 * this.timers.t1);
+      } else this.servers.delete(key!);
     }
     if (this.closed) return;
     await this.sender.send(data, dest);

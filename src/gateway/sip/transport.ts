@@ -1,8 +1,12 @@
 /**
  * SIP transports (RFC 3261 §18) over node: modules only: one UDP socket, TCP and TLS client
- * connections reused per remote (a notifier may send its NOTIFYs back over them), and a TCP
- * listener on the UDP port for notifiers that open their own connection to our Contact. The
- * bridge never accepts TLS connections: its TLS is client-side only.
+ * connections reused per remote (a notifier may send its NOTIFYs back over them), and, only when
+ * asked for (transport tcp), a TCP listener on the UDP port for notifiers that open their own
+ * connection to our Contact. The bridge never accepts TLS connections: its TLS is client-side only.
+ *
+ * Whoever reaches the listener is a stranger: inbound connections are capped in total and per
+ * source address, closed when idle, and closed when a message they began does not complete in
+ * time (a peer that sends half a header and waits holds a descriptor for nothing).
  */
 import { Buffer } from "node:buffer";
 import dgram from "node:dgram";
@@ -10,6 +14,7 @@ import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
+import { rateLimitedLog, type RateLimitedLog } from "../../util/rateLimitedLog.js";
 import { StreamFramer } from "./framing.js";
 import { MAX_MESSAGE_BYTES, parseMessage, type SipMessage } from "./message.js";
 
@@ -50,18 +55,30 @@ export interface TransportOptions {
   connectTimeoutMs?: number;
   /** Accept inbound TCP on the UDP port (default true). */
   listenTcp?: boolean;
+  /** Inbound TCP connections open at once, in all (default 64) and from one address (default 8). */
+  maxConnections?: number;
+  maxConnectionsPerSource?: number;
+  /** An inbound connection silent this long is closed (default 120 s). */
+  idleTimeoutMs?: number;
+  /** A message begun on any connection must be complete within this (default 10 s). */
+  messageTimeoutMs?: number;
 }
 
+export const CONNECTION_DEFAULTS = { maxConnections: 64, maxConnectionsPerSource: 8, idleTimeoutMs: 120_000, messageTimeoutMs: 10_000 };
+
 export interface TransportHandler {
-  message(msg: SipMessage, source: Endpoint): void;
+  /** `size`: the bytes it came in (a datagram's or a framed message's). */
+  message(msg: SipMessage, source: Endpoint, size: number): void;
   /** A message we could not take; `partial` (when present) may still allow an error response. */
-  invalid(reason: string, partial: SipMessage | undefined, source: Endpoint, tooLarge: boolean): void;
+  invalid(reason: string, partial: SipMessage | undefined, source: Endpoint, tooLarge: boolean, size: number): void;
 }
 
 interface Connection {
   socket: net.Socket;
   ready: Promise<void>;
   transport: "tcp" | "tls";
+  /** Opened by the peer (counted against the caps), not by us. */
+  inbound?: boolean;
 }
 
 const WILDCARD = new Set(["0.0.0.0", "::", ""]);
@@ -74,6 +91,12 @@ export class SipTransport {
   private closed = false;
   private readonly maxBytes: number;
   private readonly secure: tls.ConnectionOptions;
+  private readonly limits: typeof CONNECTION_DEFAULTS;
+  /** Inbound connections open, in all and per source address. */
+  private inbound = 0;
+  private readonly inboundFrom = new Map<string, number>();
+  /** Refused and closed connections: strangers can make these at will. */
+  private readonly connLog: RateLimitedLog;
 
   private constructor(
     private readonly opts: TransportOptions,
@@ -81,6 +104,13 @@ export class SipTransport {
     readonly localPort: number,
   ) {
     this.maxBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.limits = {
+      maxConnections: opts.maxConnections ?? CONNECTION_DEFAULTS.maxConnections,
+      maxConnectionsPerSource: opts.maxConnectionsPerSource ?? CONNECTION_DEFAULTS.maxConnectionsPerSource,
+      idleTimeoutMs: opts.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs,
+      messageTimeoutMs: opts.messageTimeoutMs ?? CONNECTION_DEFAULTS.messageTimeoutMs,
+    };
+    this.connLog = rateLimitedLog((line) => opts.logger.warn(line));
     const t = opts.tls ?? {};
     this.secure = {
       rejectUnauthorized: t.rejectUnauthorized ?? true,
@@ -195,15 +225,50 @@ export class SipTransport {
     // RFC 5626 keepalives and stray padding are not messages.
     if (buf.length <= 4 && /^[\r\n]*$/.test(buf.toString("latin1"))) return;
     const parsed = parseMessage(buf, this.maxBytes);
-    if (parsed.ok) this.handler?.message(parsed.message, source);
-    else this.handler?.invalid(parsed.reason, parsed.partial, source, buf.length > this.maxBytes);
+    if (parsed.ok) this.handler?.message(parsed.message, source, buf.length);
+    else this.handler?.invalid(parsed.reason, parsed.partial, source, buf.length > this.maxBytes, buf.length);
   }
 
   /** An inbound TCP connection: keyed by the peer's address, so responses go back over it. */
   private adopt(socket: net.Socket): void {
     const source: Endpoint = { transport: "tcp", address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+    const fromSource = this.inboundFrom.get(source.address) ?? 0;
+    const full =
+      this.inbound >= this.limits.maxConnections
+        ? `${this.limits.maxConnections} connections open`
+        : fromSource >= this.limits.maxConnectionsPerSource
+          ? `${this.limits.maxConnectionsPerSource} connections open from ${source.address}`
+          : undefined;
+    if (full) {
+      this.connLog(`refused ${source.address}`, `sip: refused a TCP connection from ${source.address}: ${full}`);
+      socket.destroy();
+      return;
+    }
+    this.inbound++;
+    this.inboundFrom.set(source.address, fromSource + 1);
+    socket.once("close", () => {
+      this.inbound--;
+      const left = (this.inboundFrom.get(source.address) ?? 1) - 1;
+      if (left > 0) this.inboundFrom.set(source.address, left);
+      else this.inboundFrom.delete(source.address);
+    });
+    // Idle: no byte either way for this long (keepalive pings count).
+    socket.setTimeout(this.limits.idleTimeoutMs, () => {
+      this.opts.logger.debug(`sip: closing idle tcp connection from ${source.address}:${source.port}`);
+      socket.destroy();
+    });
     this.conns.get(connKey(source))?.socket.destroy();
-    this.wire({ socket, transport: "tcp", ready: Promise.resolve() }, source);
+    this.wire({ socket, transport: "tcp", ready: Promise.resolve(), inbound: true }, source);
+  }
+
+  /** The address the UDP socket is bound to. */
+  get localAddress(): string {
+    return this.udp.address().address;
+  }
+
+  /** Inbound TCP connections open now (for tests and figures). */
+  get inboundConnections(): number {
+    return this.inbound;
   }
 
   /** The open connection to `dest`, or a new one. */
@@ -248,19 +313,31 @@ export class SipTransport {
     socket.setKeepAlive(true, 30_000);
     socket.setNoDelay(true);
     const framer = new StreamFramer(this.maxBytes);
+    // Started by the first byte of a message, stopped when it is complete: a peer that trickles a
+    // message (a byte now and then keeps the idle timer quiet) loses the connection all the same.
+    let slow: NodeJS.Timeout | undefined;
+    const closeSlow = (): void => {
+      this.connLog(`slow ${peer.address}`, `sip: closing ${transport} connection ${conn.inbound ? "from" : "to"} ${peer.address}:${peer.port}: a message was not complete within ${this.limits.messageTimeoutMs} ms`);
+      socket.destroy();
+    };
     socket.on("data", (chunk: Buffer) => {
       for (const ev of framer.push(chunk)) {
-        if (ev.kind === "message") this.handler?.message(ev.message, peer);
-        else if (ev.kind === "invalid") this.handler?.invalid(ev.reason, ev.partial, peer, ev.tooLarge === true);
+        if (ev.kind === "message") this.handler?.message(ev.message, peer, ev.size);
+        else if (ev.kind === "invalid") this.handler?.invalid(ev.reason, ev.partial, peer, ev.tooLarge === true, chunk.length);
         else if (ev.kind === "ping") socket.write("\r\n");
         else {
-          this.opts.logger.warn(`sip: closing ${transport} connection to ${peer.address}:${peer.port}: ${ev.reason}`);
+          this.connLog(`fatal ${peer.address}`, `sip: closing ${transport} connection ${conn.inbound ? "from" : "to"} ${peer.address}:${peer.port}: ${ev.reason}`);
           socket.destroy();
         }
       }
+      if (!framer.pending) {
+        clearTimeout(slow);
+        slow = undefined;
+      } else slow ??= setTimeout(closeSlow, this.limits.messageTimeoutMs);
     });
     socket.on("error", (err) => this.opts.logger.debug(`sip: ${transport} ${peer.address}:${peer.port}: ${err.message}`));
     socket.on("close", () => {
+      clearTimeout(slow);
       if (this.conns.get(key) === conn) this.conns.delete(key);
     });
   }
@@ -289,6 +366,24 @@ export class SipTransport {
     } finally {
       probe.close();
     }
+  }
+}
+
+/**
+ * The local address the kernel uses toward `host`: what the bridge binds by default, so that it
+ * listens only where its voice mail server can reach it (loopback for a server on this host).
+ */
+export async function localAddressToward(host: string): Promise<string> {
+  const address = net.isIP(host) ? host : (await lookup(host)).address;
+  const probe = dgram.createSocket(net.isIPv6(address) ? "udp6" : "udp4");
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", reject);
+      probe.connect(9, address, () => resolve()); // connect() on UDP sends nothing
+    });
+    return probe.address().address;
+  } finally {
+    probe.close();
   }
 }
 

@@ -12,9 +12,10 @@ import {
   parseVia,
   splitTopLevel,
 } from "./headers.js";
+import { rateLimitedLog, type RateLimitedLog } from "../../util/rateLimitedLog.js";
 import { withTimeout } from "../../util/timeout.js";
 import { randomToken, newBranch } from "./dialog.js";
-import { SipHeaders, bodyText, buildResponse, describe, type SipMessage, type SipRequest, type SipResponse } from "./message.js";
+import { SipHeaders, bodyText, buildResponse, describe, serializeMessage, type SipMessage, type SipRequest, type SipResponse } from "./message.js";
 import { EVENT_PACKAGE, MWI_CONTENT_TYPE, Subscription, type SipTarget, type SubscriptionHost, type SubscriptionOptions, type SubscriptionTimers } from "./subscription.js";
 import { DEFAULT_TIMERS, TransactionLayer, type ClientOutcome, type TimerConfig } from "./transaction.js";
 import { SipTransport, type Endpoint, type SipLogger, type SipTlsOptions } from "./transport.js";
@@ -42,6 +43,13 @@ export interface SipUserAgentOptions {
   /** Accept inbound TCP on the UDP port (default true). */
   listenTcp?: boolean;
   connectTimeoutMs?: number;
+  /** Caps and timeouts of inbound TCP connections (see TransportOptions). */
+  maxConnections?: number;
+  maxConnectionsPerSource?: number;
+  idleTimeoutMs?: number;
+  messageTimeoutMs?: number;
+  /** Server transactions kept at most (the oldest are dropped). */
+  maxServerTransactions?: number;
 }
 
 /** An out-of-dialog NOTIFY ("unsolicited MWI"), handed to the application to judge. */
@@ -73,6 +81,8 @@ export class SipUserAgent implements SubscriptionHost {
   private readonly userAgent: string;
   private closed = false;
   private readonly replying = new Set<Promise<void>>();
+  /** Unusable messages and unsent answers: a stranger can cause one per datagram. */
+  private readonly noise: RateLimitedLog;
 
   private constructor(
     opts: SipUserAgentOptions,
@@ -91,12 +101,14 @@ export class SipUserAgent implements SubscriptionHost {
       transport,
       { t1: t.t1 ?? DEFAULT_TIMERS.t1, t2: t.t2 ?? DEFAULT_TIMERS.t2, t4: t.t4 ?? DEFAULT_TIMERS.t4 },
       opts.logger,
+      opts.maxServerTransactions,
     );
+    this.noise = rateLimitedLog((line) => opts.logger.warn(line));
     this.rand = opts.random ?? Math.random;
     this.userAgent = opts.userAgent ?? "matrix-appservice-voicemail";
     transport.setHandler({
-      message: (msg, source) => this.onMessage(msg, source),
-      invalid: (reason, partial, source, tooLarge) => this.onInvalid(reason, partial, source, tooLarge),
+      message: (msg, source, size) => this.onMessage(msg, source, size),
+      invalid: (reason, partial, source, tooLarge, size) => this.onInvalid(reason, partial, source, tooLarge, size),
     });
   }
 
@@ -110,6 +122,10 @@ export class SipUserAgent implements SubscriptionHost {
       ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       ...(opts.listenTcp !== undefined ? { listenTcp: opts.listenTcp } : {}),
       ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+      ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+      ...(opts.maxConnectionsPerSource !== undefined ? { maxConnectionsPerSource: opts.maxConnectionsPerSource } : {}),
+      ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
+      ...(opts.messageTimeoutMs !== undefined ? { messageTimeoutMs: opts.messageTimeoutMs } : {}),
     };
     const transport = await SipTransport.open(transportOpts);
     const ua = new SipUserAgent(opts, transport);
@@ -119,6 +135,15 @@ export class SipUserAgent implements SubscriptionHost {
 
   get localPort(): number {
     return this.transport.localPort;
+  }
+
+  get localAddress(): string {
+    return this.transport.localAddress;
+  }
+
+  /** What strangers can make the user agent hold: for tests and figures. */
+  get held(): { inboundConnections: number; serverTransactions: number } {
+    return { inboundConnections: this.transport.inboundConnections, serverTransactions: this.tx.serverTransactions };
   }
 
   /** A new subscription; call start() on it (after attaching listeners). */
@@ -140,6 +165,7 @@ export class SipUserAgent implements SubscriptionHost {
     // a notifier that never hears it keeps resending.
     if (this.replying.size) await withTimeout(Promise.allSettled([...this.replying]), 500, undefined);
     this.closed = true;
+    this.noise.flush();
     for (const sub of this.subscriptions) sub.shutdown();
     this.subscriptions.clear();
     this.dialogs.clear();
@@ -200,7 +226,7 @@ export class SipUserAgent implements SubscriptionHost {
 
   // ------------------------------------------------------------------ inbound
 
-  private onMessage(msg: SipMessage, source: Endpoint): void {
+  private onMessage(msg: SipMessage, source: Endpoint, size: number): void {
     if (this.closed) return;
     if (msg.kind === "response") {
       if (!this.tx.receiveResponse(msg)) this.logger.debug(`sip: stray response ${describe(msg)}`);
@@ -208,96 +234,100 @@ export class SipUserAgent implements SubscriptionHost {
     }
     this.logger.debug(`sip: <- ${describe(msg)} from ${source.transport}:${source.address}:${source.port}`);
     if (msg.method === "ACK") return; // only ever for our final answers to an INVITE: nothing to do
-    if (this.tx.absorbRetransmission(msg, source)) return;
-    void this.dispatch(msg, source).catch((err: Error) => {
+    if (this.tx.absorbRetransmission(msg, { ...source, port: this.replyPort(msg, source) }, size)) return;
+    void this.dispatch(msg, source, size).catch((err: Error) => {
       this.logger.error(`sip: handling ${msg.method} failed: ${err.message}`);
-      void this.reply(msg, source, 500);
+      void this.reply(msg, source, size, 500);
     });
   }
 
-  private onInvalid(reason: string, partial: SipMessage | undefined, source: Endpoint, tooLarge: boolean): void {
+  private onInvalid(reason: string, partial: SipMessage | undefined, source: Endpoint, tooLarge: boolean, size: number): void {
     if (this.closed) return;
-    this.logger.warn(`sip: unusable message from ${source.transport}:${source.address}:${source.port}: ${reason}`);
+    this.noise(`unusable ${source.address}`, `sip: unusable message from ${source.transport}:${source.address}:${source.port}: ${reason}`);
     // Answer only a request we can route an answer for; a bad response is just dropped.
     if (partial?.kind !== "request" || partial.method === "ACK" || !partial.headers.has("via")) return;
-    void this.reply(partial, source, tooLarge ? 513 : 400, { reason: tooLarge ? undefined : badRequestReason(reason) });
+    void this.reply(partial, source, size, tooLarge ? 513 : 400, { reason: tooLarge ? undefined : badRequestReason(reason) });
   }
 
-  private async dispatch(req: SipRequest, source: Endpoint): Promise<void> {
+  private async dispatch(req: SipRequest, source: Endpoint, size: number): Promise<void> {
     const problem = checkRequest(req);
-    if (problem) return this.reply(req, source, 400, { reason: badRequestReason(problem) });
+    if (problem) return this.reply(req, source, size, 400, { reason: badRequestReason(problem) });
     if (req.method !== "CANCEL" && req.headers.getList("require").length > 0) {
       // RFC 3261 §8.2.2.3: we support no extensions.
-      return this.reply(req, source, 420, { headers: [["Unsupported", req.headers.getList("require").join(", ")]] });
+      return this.reply(req, source, size, 420, { headers: [["Unsupported", req.headers.getList("require").join(", ")]] });
     }
     switch (req.method) {
-      case "NOTIFY":
-        return this.reply(req, source, await this.notifyStatus(req, source));
+      case "NOTIFY": {
+        const { status, inDialog } = await this.notifyStatus(req, source);
+        // A NOTIFY that matched one of our dialogs names our random tag: it comes from the
+        // notifier (or from someone who sees its traffic), not from a forged address.
+        return this.reply(req, source, inDialog ? Infinity : size, status);
+      }
       case "OPTIONS":
-        return this.reply(req, source, 200, { headers: [["Allow", ALLOW], ["Accept", MWI_CONTENT_TYPE]] });
+        return this.reply(req, source, size, 200, { headers: [["Allow", ALLOW], ["Accept", MWI_CONTENT_TYPE]] });
       case "CANCEL":
-        return this.reply(req, source, 481);
+        return this.reply(req, source, size, 481);
       default:
         return KNOWN_METHODS.has(req.method)
-          ? this.reply(req, source, 405, { headers: [["Allow", ALLOW]] })
-          : this.reply(req, source, 501, { headers: [["Allow", ALLOW]] });
+          ? this.reply(req, source, size, 405, { headers: [["Allow", ALLOW]] })
+          : this.reply(req, source, size, 501, { headers: [["Allow", ALLOW]] });
     }
   }
 
   /** NOTIFY: to its subscription (dialog), else to the unsolicited handler, else 481. */
-  private async notifyStatus(req: SipRequest, source: Endpoint): Promise<number> {
+  private async notifyStatus(req: SipRequest, source: Endpoint): Promise<{ status: number; inDialog: boolean }> {
     const eventValue = req.headers.get("event");
     const event = eventValue === undefined ? undefined : parseEvent(eventValue);
-    if (!event) return 400;
-    if (event.package !== EVENT_PACKAGE) return 489;
+    if (!event) return { status: 400, inDialog: false };
+    if (event.package !== EVENT_PACKAGE) return { status: 489, inDialog: false };
     const callId = req.headers.get("call-id")!;
     const toTag = parseNameAddr(req.headers.get("to")!)!.tag;
     const fromTag = parseNameAddr(req.headers.get("from")!)!.tag;
     if (toTag !== undefined) {
       // In a dialog (or racing ahead of the 2xx that confirms it): matched by Call-ID and tags.
       const sub = this.dialogs.get(`${callId}|${toTag}`);
-      return sub?.matchesRemote(fromTag) ? sub.handleNotify(req) : 481;
+      return sub?.matchesRemote(fromTag) ? { status: sub.handleNotify(req), inDialog: true } : { status: 481, inDialog: false };
     }
-    if (!this.unsolicited) return 481;
+    if (!this.unsolicited) return { status: 481, inDialog: false };
     const notify: UnsolicitedNotify = { requestUri: req.uri, headers: req.headers, event: event.package, body: bodyText(req), source };
     const ct = req.headers.get("content-type");
     if (ct !== undefined) notify.contentType = ct;
     try {
       const status = await this.unsolicited(notify);
-      return Number.isInteger(status) && status >= 200 && status <= 699 ? status : 500;
+      return { status: Number.isInteger(status) && status >= 200 && status <= 699 ? status : 500, inDialog: false };
     } catch (err) {
       this.logger.error(`sip: unsolicited NOTIFY handler threw: ${(err as Error).message}`);
-      return 500;
+      return { status: 500, inDialog: false };
     }
   }
 
-  /** Answers `req` where RFC 3261 §18.2.2 / RFC 3581 say: same connection, or source port with rport. */
+  /**
+   * Answers `req` where RFC 3261 §18.2.2 / RFC 3581 say: same connection, or source port with
+   * rport. Over UDP the source address may be forged: the answer is never larger than the
+   * `size` bytes the request came in (optional headers and the reason's detail go first; an
+   * answer that still does not fit is not sent). Infinity for a request known to be genuine.
+   */
   private async reply(
     req: SipRequest,
     source: Endpoint,
+    size: number,
     status: number,
     opts: { reason?: string | undefined; headers?: Array<[string, string]> } = {},
   ): Promise<void> {
     if (this.closed) return;
-    const res: SipResponse = buildResponse(req, status, {
-      toTag: randomToken(6),
-      ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
-      headers: [...(opts.headers ?? []), ["User-Agent", this.userAgent]],
-    });
-    const vias = res.headers.getAll("via");
-    const top = parseVia(req.headers.getList("via")[0] ?? "");
-    let port = source.port;
-    if (top) {
-      if (top.params.has("rport")) top.params.set("rport", String(source.port));
-      else if (source.transport === "udp") port = top.port ?? 5060;
-      if (top.host !== source.address) top.params.set("received", source.address);
-      // Rewrite the first element of the first Via line only (a line may hold several).
-      const rest = splitTopLevel(vias[0] ?? "", ",").slice(1);
-      res.headers.delete("via");
-      res.headers.append("Via", [formatVia(top), ...rest].join(","));
-      for (const v of vias.slice(1)) res.headers.append("Via", v);
+    const toTag = randomToken(6);
+    const full = this.response(req, source, status, toTag, opts.reason, [...(opts.headers ?? []), ["User-Agent", this.userAgent]]);
+    const res =
+      source.transport !== "udp"
+        ? full
+        : [full, this.response(req, source, status, toTag, opts.reason, opts.headers ?? []), this.response(req, source, status, toTag, undefined, [])].find(
+            (r) => serializeMessage(r).length <= size,
+          );
+    if (!res) {
+      this.noise(`unanswered ${source.address}`, `sip: no ${status} to ${source.address}:${source.port}: the answer would be larger than the ${size}-byte request`);
+      return;
     }
-    const dest: Endpoint = { ...source, port };
+    const dest: Endpoint = { ...source, port: this.replyPort(req, source) };
     this.logger.debug(`sip: -> ${describe(res)} to ${dest.transport}:${dest.address}:${dest.port}`);
     const sending = this.tx.respond(req, res, dest);
     this.replying.add(sending);
@@ -308,6 +338,30 @@ export class SipUserAgent implements SubscriptionHost {
     } finally {
       this.replying.delete(sending);
     }
+  }
+
+  /** Where the answer goes: the source, or over UDP the Via's port unless it asked for rport. */
+  private replyPort(req: SipRequest, source: Endpoint): number {
+    const top = parseVia(req.headers.getList("via")[0] ?? "");
+    if (top && !top.params.has("rport") && source.transport === "udp") return top.port ?? 5060;
+    return source.port;
+  }
+
+  /** The response with its top Via marked with received and rport (RFC 3261 §18.2.1, RFC 3581). */
+  private response(req: SipRequest, source: Endpoint, status: number, toTag: string, reason: string | undefined, headers: Array<[string, string]>): SipResponse {
+    const res: SipResponse = buildResponse(req, status, { toTag, ...(reason !== undefined ? { reason } : {}), headers });
+    const vias = res.headers.getAll("via");
+    const top = parseVia(req.headers.getList("via")[0] ?? "");
+    if (top) {
+      if (top.params.has("rport")) top.params.set("rport", String(source.port));
+      if (top.host !== source.address) top.params.set("received", source.address);
+      // Rewrite the first element of the first Via line only (a line may hold several).
+      const rest = splitTopLevel(vias[0] ?? "", ",").slice(1);
+      res.headers.delete("via");
+      res.headers.append("Via", [formatVia(top), ...rest].join(","));
+      for (const v of vias.slice(1)) res.headers.append("Via", v);
+    }
+    return res;
   }
 }
 
