@@ -3,6 +3,7 @@
  * size limit, one answer for every request, one log line for each refused one.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { Logger } from "matrix-appservice-bridge";
 import type { Counter } from "prom-client";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, type SignatureHeaders } from "./signature.js";
@@ -24,6 +25,10 @@ export interface WebhookEndpoint {
 
 class BodyTooLarge extends Error {}
 
+/** After a 413, how long and how much more the bridge reads (and drops) before it closes. */
+const LINGER_MS = 2_000;
+const LINGER_BYTES = 1 << 20;
+
 /** The body, within the limit; rejects when it is larger, or the client goes before it is all there. */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -36,11 +41,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     let size = 0;
     req.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
-        reject(new BodyTooLarge());
-        req.pause();
-        return;
-      }
+      // Past the limit the rest is dropped as it comes (the connection closes after the 413):
+      // pausing would stop the socket's reading, and a close with bytes unread is a reset.
+      if (size > limit) return reject(new BodyTooLarge());
       chunks.push(chunk);
     });
     req.on("end", () => resolve(Buffer.concat(chunks)));
@@ -50,13 +53,35 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/**
+ * Closes a connection whose client may still be sending. Closed at once with its bytes unread,
+ * the kernel answers with a reset, which can destroy our 413 before the client has read it: so
+ * half-close first, and drop what still comes for a bounded time and amount.
+ */
+function lingeringClose(socket: Socket): void {
+  let dropped = 0;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once("close", () => clearTimeout(timer));
+  socket.on("data", (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_BYTES) socket.destroy();
+  });
+  socket.end();
+}
+
 function sendJson(res: ServerResponse, response: WebhookResponse): void {
   if (res.headersSent || res.destroyed) return; // the client is gone
   const body = JSON.stringify(response.body);
   const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
-  // The rest of an over-long body is never read: Node closes a "close" connection after the
-  // answer instead of reading (and discarding) whatever the client keeps sending.
-  if (response.status === 413) headers.connection = "close";
+  if (response.status === 413) {
+    // The connection ends after this answer rather than reading whatever the client keeps
+    // sending. Node closes a "close" connection with destroySoon() once the answer is out; this
+    // connection gets the lingering close instead.
+    headers.connection = "close";
+    const socket = res.socket as (Socket & { destroySoon?: () => void }) | null;
+    if (socket) socket.destroySoon = () => lingeringClose(socket);
+  }
   res.writeHead(response.status, headers);
   res.end(body);
 }
