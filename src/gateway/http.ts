@@ -56,7 +56,9 @@ export function hardenServer(server: Server, limits: Partial<ListenerLimits> = {
   if (log) {
     let lastLogged = -Infinity;
     server.on("error", (err: NodeJS.ErrnoException) => {
-      if (!server.listening || Date.now() - lastLogged < ACCEPT_ERROR_LOG_INTERVAL_MS) return;
+      // A failing listen() is its caller's to report (HttpRouter.listen rejects).
+      if (!server.listening && server.listenerCount("error") > 1) return;
+      if (Date.now() - lastLogged < ACCEPT_ERROR_LOG_INTERVAL_MS) return;
       lastLogged = Date.now();
       log.warn(`HTTP listener: ${err.code ?? err.message} (logged at most once a minute)`);
     });
@@ -77,7 +79,7 @@ export function hardenServer(server: Server, limits: Partial<ListenerLimits> = {
   server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => {
     const n = (served.get(req.socket) ?? 0) + 1;
     served.set(req.socket, n);
-    if (n >= l.maxRequestsPerSocket) res.shouldKeepAlive = false;
+    if (l.maxRequestsPerSocket > 0 && n >= l.maxRequestsPerSocket) res.shouldKeepAlive = false;
   });
   const perSource = new Map<string, number>();
   // Before Node's own listener, so that a refused socket never gets a parser.
