@@ -17,14 +17,14 @@ import { pathToFileURL } from "node:url";
 import type { MatrixEvent } from "matrix-js-sdk";
 
 import { World } from "../test/e2e/world.js";
-import { signBody } from "../src/gateway/webhook/signature.js";
+import { signedHeaders } from "../src/gateway/webhook/signature.js";
 import { waitForEvent } from "../test/testbed/matrixClient.js";
 import { ensureTestbed, testbedRoot, type RegisteredUser } from "../test/testbed/synapse.js";
 import type { BenchResult } from "./parser.js";
 
 const SYNAPSE_PORT = 18508;
 const BRIDGE_PORT = 19508;
-const SECRET = "bench-e2e-webhook-secret";
+const SECRET = "bench-e2e-webhook-secret-0123456789abcdef";
 const SYSTEM = "carrier";
 const CARRIER_BOT = "@vm_carrier:localhost";
 const MAIN_BOT = "@voicemail:localhost";
@@ -243,7 +243,7 @@ export async function benchEndToEnd(): Promise<BenchResult[]> {
     const raw = JSON.stringify({ mailbox: mailboxOf(user.index), waiting: count > 0, new: count, old: 0 });
     const response = await fetch(`${world.bridgeUrl}/webhook/${SYSTEM}`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-signature-256": signBody(SECRET, raw) },
+      headers: { "content-type": "application/json", ...signedHeaders(SECRET, raw) },
       body: raw,
       signal: AbortSignal.timeout(WAIT_MS),
     });

@@ -4,4 +4,4 @@ export { ConfigError, configWarnings, loadConfig, parseConfigYaml, validateConfi
 export { buildRegistration, readRegistration, writeRegistration } from "./config/registration.js";
 export type { BridgeConfig, SystemConfig } from "./config/types.js";
 export { parseMessageSummary } from "./gateway/sip/messageSummary.js";
-export { signBody } from "./gateway/webhook/signature.js";
+export { signBody, signedHeaders, signRequest } from "./gateway/webhook/signature.js";

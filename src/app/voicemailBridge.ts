@@ -8,7 +8,7 @@ import { AppService, Bridge, Logger, type WeakEvent } from "matrix-appservice-br
 import type { BridgeConfig } from "../config/types.js";
 import { readRegistration, registrationMismatch } from "../config/registration.js";
 import type { GatewayHost, VoicemailGateway } from "../gateway/gateway.js";
-import { HttpRouter } from "../gateway/http.js";
+import { HttpRouter, hardenServer } from "../gateway/http.js";
 import { createGateway } from "../gateway/registry.js";
 import { BotDirectory, RegisteredBots } from "../matrix/bots.js";
 import { DmRooms } from "../matrix/dmRooms.js";
@@ -41,10 +41,15 @@ class ListenerWithWebhook extends AppService {
   }
 
   override listen(port: number, hostname: string, backlog: number): Promise<void> {
-    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-      if (this.webhook.matches(req)) void this.webhook.handle(req, res);
-      else this.expressApp(req, res);
-    });
+    // The same limits as a webhook's own listener: slow or idle connections cannot pile up here either.
+    const server = hardenServer(
+      createServer((req: IncomingMessage, res: ServerResponse) => {
+        if (this.webhook.matches(req)) void this.webhook.handle(req, res);
+        else this.expressApp(req, res);
+      }),
+      {},
+      new Logger("Listener"),
+    );
     (this as unknown as { server: Server }).server = server;
     return new Promise((resolve, reject) => {
       server.once("error", reject);

@@ -37,6 +37,13 @@ function describe(error: ErrorObject): string {
       return `${at || "(top level)"}: must be one of ${(error.params.allowedValues as unknown[]).join(", ")}`;
     case "const":
       return `${at || "(top level)"}: must be ${JSON.stringify(error.params.allowedValue)}`;
+    case "minLength": {
+      const limit = Number(error.params.limit);
+      if (limit <= 1) return `${at || "(top level)"}: ${error.message ?? "is invalid"}`;
+      // Only secrets need more than one character today: say how to make a good one.
+      const hint = at.endsWith(".secret") ? " (a long random string, e.g. from `openssl rand -hex 32`)" : "";
+      return `${at}: must be at least ${limit} characters long${hint}`;
+    }
     case "pattern":
       return `${at}: has an invalid format (expected to match ${String(error.params.pattern)})`;
     default:

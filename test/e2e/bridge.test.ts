@@ -13,8 +13,8 @@ import { freePort } from "../testbed/ports.js";
 import { waitForEvent, waitForInvite, waitForState } from "../testbed/matrixClient.js";
 import { botMessages, requireTestbed, sleep, timelineOf, World, type User } from "./world.js";
 
-const CARRIER_SECRET = "carrier-webhook-secret-1";
-const OFFICE_SECRET = "office-webhook-secret-22";
+const CARRIER_SECRET = "carrier-webhook-secret-0123456789abcdef";
+const OFFICE_SECRET = "office-webhook-secret-0123456789abcdef";
 const CARRIER_BOT = "@vm_carrier:localhost";
 const OFFICE_BOT = "@vm_office:localhost";
 const MAIN_BOT = "@voicemail:localhost";

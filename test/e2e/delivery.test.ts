@@ -12,7 +12,7 @@ import { freePort } from "../testbed/ports.js";
 import { waitForEvent, waitForInvite, waitForState } from "../testbed/matrixClient.js";
 import { botMessages, requireTestbed, sleep, World, type User } from "./world.js";
 
-const SECRET = "delivery-webhook-secret";
+const SECRET = "delivery-webhook-secret-0123456789abcdef";
 const CARRIER_BOT = "@vm_carrier:localhost";
 const MAIN_BOT = "@voicemail:localhost";
 

@@ -7,7 +7,7 @@ import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import yaml from "js-yaml";
-import { signBody } from "../../src/gateway/webhook/signature.js";
+import { signBody, signRequest } from "../../src/gateway/webhook/signature.js";
 
 const CLI = resolve(fileURLToPath(import.meta.url), "../../../src/main.js");
 
@@ -111,16 +111,32 @@ export interface WebhookResult {
   body: Record<string, unknown>;
 }
 
-/** POSTs to the bridge's webhook, signed with `secret` unless a signature is given. */
+/** The seconds each request was signed at, so that no two are one signature (see postWebhook). */
+const signedAt = new Set<string>();
+
+/**
+ * POSTs to the bridge's webhook, signed with `secret` unless a signature is given: with
+ * X-Signature-Timestamp and the signature over "<timestamp>.<body>", or over the body alone
+ * with `legacy`. The same body sent twice in one second would be the same signature, which
+ * the bridge refuses as a replay: a repeat is signed a second earlier, as a sender that
+ * re-signs each attempt does. `timestamp` (unix seconds) signs at that time instead.
+ */
 export async function postWebhook(
   baseUrl: string,
   systemId: string,
   body: string | Record<string, unknown>,
-  options: { secret?: string; signature?: string | null } = {},
+  options: { secret?: string; signature?: string | null; legacy?: boolean; timestamp?: number } = {},
 ): Promise<WebhookResult> {
   const raw = typeof body === "string" ? body : JSON.stringify(body);
   const headers: Record<string, string> = { "content-type": "application/json" };
-  const signature = options.signature === undefined ? (options.secret ? signBody(options.secret, raw) : undefined) : options.signature;
+  let timestamp = options.timestamp ?? Math.floor(Date.now() / 1000);
+  if (options.timestamp === undefined) {
+    while (signedAt.has(`${options.secret}\n${systemId}\n${timestamp}\n${raw}`)) timestamp--;
+    signedAt.add(`${options.secret}\n${systemId}\n${timestamp}\n${raw}`);
+  }
+  if (!options.legacy && options.signature !== null) headers["x-signature-timestamp"] = String(timestamp);
+  const sign = (secret: string) => (options.legacy ? signBody(secret, raw) : signRequest(secret, timestamp, raw));
+  const signature = options.signature === undefined ? (options.secret ? sign(options.secret) : undefined) : options.signature;
   if (signature) headers["x-signature-256"] = signature;
   const response = await fetch(`${baseUrl}/webhook/${systemId}`, { method: "POST", headers, body: raw });
   const text = await response.text();

@@ -7,7 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { signBody } from "../../src/gateway/webhook/signature.js";
+import { MIN_SECRET_LENGTH } from "../../src/gateway/webhook/settings.js";
+import { signedHeaders } from "../../src/gateway/webhook/signature.js";
 import { NedbStore } from "../../src/store/nedbStore.js";
 import { BridgeProcess, prepareBridge } from "./bridgeProcess.js";
 import { ensureTestbed, startSynapse } from "./synapse.js";
@@ -19,7 +20,10 @@ const DEMO_PASSWORD = "demo-password";
 
 function sandboxSecret(): string {
   const file = join(DIR, "webhook-secret");
-  if (!existsSync(file)) writeFileSync(file, randomBytes(18).toString("base64url"), { mode: 0o600 });
+  // A sandbox from before secrets had to be 32 characters gets a new one.
+  if (!existsSync(file) || readFileSync(file, "utf8").trim().length < MIN_SECRET_LENGTH) {
+    writeFileSync(file, randomBytes(32).toString("hex"), { mode: 0o600 });
+  }
   return readFileSync(file, "utf8").trim();
 }
 
@@ -61,7 +65,7 @@ async function main(): Promise<void> {
   const example = JSON.stringify({ mailbox: "1001", waiting: true, new: 1, old: 0, message: { ani: "+15551234567", dnis: "+15557654321" } });
   const response = await fetch(`${bridgeUrl}/webhook/carrier`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-signature-256": signBody(secret, example) },
+    headers: { "content-type": "application/json", ...signedHeaders(secret, example) },
     body: example,
   });
 
@@ -77,8 +81,9 @@ A first MWI was posted (HTTP ${response.status}): accept the invite from Carrier
 Post another one, signed with the sandbox's webhook secret:
 
   body='{"mailbox":"1001","waiting":true,"new":2,"old":1}'
-  sig=$(printf %s "$body" | openssl dgst -sha256 -hmac "$(cat ${join(DIR, "webhook-secret")})" | sed 's/^.* //')
-  curl -i -X POST ${bridgeUrl}/webhook/carrier -H "X-Signature-256: sha256=$sig" -d "$body"
+  ts=$(date +%s)
+  sig=$(printf %s "$ts.$body" | openssl dgst -sha256 -hmac "$(cat ${join(DIR, "webhook-secret")})" | sed 's/^.* //')
+  curl -i -X POST ${bridgeUrl}/webhook/carrier -H "X-Signature-Timestamp: $ts" -H "X-Signature-256: sha256=$sig" -d "$body"
 
 Ctrl-C stops the bridge and Synapse.`);
 

@@ -45,8 +45,8 @@ function rawTwoSystems(): Record<string, any> {
     homeserver: { url: "https://matrix.example.org", domain: "example.org" },
     appservice: { port: 9000, url: "http://127.0.0.1:9000" },
     systems: [
-      { id: "carrier", name: "Carrier", botLocalpart: "vm_carrier", kind: "webhook", webhook: { secret: "0123456789abcdef" } },
-      { id: "office", name: "Office", botLocalpart: "vm_office", kind: "webhook", webhook: { secret: "fedcba9876543210" } },
+      { id: "carrier", name: "Carrier", botLocalpart: "vm_carrier", kind: "webhook", webhook: { secret: "0123456789abcdef0123456789abcdef" } },
+      { id: "office", name: "Office", botLocalpart: "vm_office", kind: "webhook", webhook: { secret: "fedcba9876543210fedcba9876543210" } },
     ],
   };
 }
@@ -111,7 +111,7 @@ describe("config.sample.yaml", () => {
         botLocalpart: "vm_carrier",
         kind: "webhook",
         footer: "Dial *86 to listen",
-        webhook: { secret: "change-me-to-a-long-random-string", maxBodyBytes: 16384 },
+        webhook: { secret: "change-me-to-a-long-random-string", maxBodyBytes: 16384, legacySignature: false },
       },
     ]);
     assert.deepEqual(config.logging, { level: "info" });
@@ -258,8 +258,13 @@ describe("validateConfig: each problem names its key path", () => {
       "systems[0].id: has an invalid format (expected to match ^[a-z0-9_-]+$)",
     ]);
     assert.deepEqual(problemsOf(mutated((r) => (r.systems[0].webhook.secret = "short"))), [
-      "systems[0].webhook.secret: must NOT have fewer than 8 characters",
+      "systems[0].webhook.secret: must be at least 32 characters long (a long random string, e.g. from `openssl rand -hex 32`)",
     ]);
+    // 31 characters: what passed before (8 did) is refused.
+    assert.deepEqual(problemsOf(mutated((r) => (r.systems[0].webhook.secret = "x".repeat(31)))), [
+      "systems[0].webhook.secret: must be at least 32 characters long (a long random string, e.g. from `openssl rand -hex 32`)",
+    ]);
+    assert.deepEqual(problemsOf(mutated((r) => (r.systems[0].webhook.legacySignature = "yes"))), ["systems[0].webhook.legacySignature: must be boolean"]);
     assert.deepEqual(problemsOf(mutated((r) => (r.systems[0].webhook.maxBodyBytes = 100))), [
       "systems[0].webhook.maxBodyBytes: must be >= 256",
     ]);
@@ -555,7 +560,7 @@ describe("registration", () => {
     const before = validateConfig(rawTwoSystems());
     const reg = buildRegistration(before, undefined);
     const raw = rawTwoSystems();
-    raw.systems.push({ id: "home", name: "Home", botLocalpart: "vm_home", kind: "webhook", webhook: { secret: "abcdefgh12345678" } });
+    raw.systems.push({ id: "home", name: "Home", botLocalpart: "vm_home", kind: "webhook", webhook: { secret: "abcdefgh12345678abcdefgh12345678" } });
     const after = validateConfig(raw);
     assert.equal(registrationMismatch(after, reg), "the user namespace does not cover the bot(s) vm_home");
   });

@@ -4,7 +4,17 @@ import { createHmac } from "node:crypto";
 import fc from "fast-check";
 
 import { parseWebhookPayload, type PayloadResult } from "../../src/gateway/webhook/payload.js";
-import { SIGNATURE_HEADER, signBody, verifySignature } from "../../src/gateway/webhook/signature.js";
+import { SeenSignatures } from "../../src/gateway/webhook/replay.js";
+import {
+  checkSignature,
+  SIGNATURE_HEADER,
+  SIGNATURE_WINDOW_SECONDS,
+  signBody,
+  signedHeaders,
+  signRequest,
+  TIMESTAMP_HEADER,
+  verifySignature,
+} from "../../src/gateway/webhook/signature.js";
 import type { MwiUpdate } from "../../src/core/mwi.js";
 
 const DOCUMENTED =
@@ -319,5 +329,85 @@ describe("webhook signature", () => {
         },
       ),
     );
+  });
+});
+
+describe("webhook signature with a timestamp", () => {
+  const SECRET = "change-me-to-a-long-random-string";
+  const BODY = Buffer.from(DOCUMENTED);
+  const NOW = Date.UTC(2026, 10, 25, 14, 3, 0);
+  const T = String(NOW / 1000);
+  const check = (headers: { signature?: string; timestamp?: string }, options: { nowMs?: number; legacy?: boolean } = {}) =>
+    checkSignature(SECRET, BODY, { signature: headers.signature, timestamp: headers.timestamp }, { nowMs: options.nowMs ?? NOW, legacy: options.legacy ?? false });
+
+  it("the header names and the window", () => {
+    assert.equal(TIMESTAMP_HEADER, "x-signature-timestamp");
+    assert.equal(SIGNATURE_WINDOW_SECONDS, 300);
+  });
+
+  it('signRequest is sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">', () => {
+    const expected = createHmac("sha256", SECRET).update(`${T}.${DOCUMENTED}`).digest("hex");
+    assert.equal(signRequest(SECRET, T, BODY), `sha256=${expected}`);
+    assert.equal(signRequest(SECRET, Number(T), DOCUMENTED), `sha256=${expected}`);
+    assert.deepEqual(signedHeaders(SECRET, BODY, NOW + 999), { [TIMESTAMP_HEADER]: T, [SIGNATURE_HEADER]: `sha256=${expected}` });
+  });
+
+  it("accepts a fresh signature and says until when its repeat must be refused", () => {
+    const signature = signRequest(SECRET, T, BODY);
+    assert.deepEqual(check({ signature, timestamp: T }), {
+      ok: true,
+      replay: { key: signature.slice(7), refuseUntilMs: NOW + (SIGNATURE_WINDOW_SECONDS + 1) * 1000 },
+    });
+  });
+
+  it("accepts within five minutes either way, refuses beyond", () => {
+    const signature = signRequest(SECRET, T, BODY);
+    for (const [offset, ok] of [[-300, true], [300, true], [-301, false], [301, false], [86400, false]] as const) {
+      assert.equal(check({ signature, timestamp: T }, { nowMs: NOW + offset * 1000 }).ok, ok, `clock off by ${offset} s`);
+    }
+  });
+
+  it("the body-only signature only with legacy on; then with no timestamp", () => {
+    const legacy = signBody(SECRET, BODY);
+    assert.equal(check({ signature: legacy }).ok, false);
+    assert.equal(check({ signature: legacy }, { legacy: true }).ok, true);
+    assert.equal(check({ signature: legacy, timestamp: T }, { legacy: true }).ok, false, "a timestamp means the new scheme");
+    assert.deepEqual(check({ signature: legacy }, { legacy: true }), { ok: true }, "nothing to refuse a repeat by");
+  });
+
+  it("property: a request verifies with its own timestamp and body only", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 200 }), fc.integer({ min: -300, max: 300 }), fc.integer({ min: 1, max: 1000 }), (body, offset, other) => {
+        const t = String(NOW / 1000 + offset);
+        const signature = signRequest(SECRET, t, body);
+        const verdict = (b: Uint8Array, timestamp: string) => checkSignature(SECRET, b, { signature, timestamp }, { nowMs: NOW, legacy: true }).ok;
+        assert.equal(verdict(body, t), true);
+        assert.equal(verdict(body, String(Number(t) - other)), false);
+        assert.equal(verdict(Buffer.concat([body, Buffer.from("x")]), t), false);
+        // "<t>.<body>" must not be re-cut into another timestamp and body.
+        assert.equal(verdict(Buffer.concat([Buffer.from("1."), body]), t.slice(0, -1) || "0"), false);
+      }),
+    );
+  });
+});
+
+describe("seen signatures", () => {
+  it("a signature once; again after it left the window; released ones at once", () => {
+    const seen = new SeenSignatures();
+    assert.equal(seen.claim("a", 1000, 0), "claimed");
+    assert.equal(seen.claim("a", 1000, 999), "seen");
+    assert.equal(seen.claim("a", 2000, 1000), "claimed", "its window is over");
+    assert.equal(seen.claim("b", 5000, 1000), "claimed");
+    seen.release("b");
+    assert.equal(seen.claim("b", 5000, 1001), "claimed");
+  });
+
+  it("is bounded: when full of live signatures it refuses rather than forgets, and sweeps the expired", () => {
+    const seen = new SeenSignatures(3);
+    for (const key of ["a", "b", "c"]) assert.equal(seen.claim(key, 60_000, 0), "claimed");
+    assert.equal(seen.claim("d", 60_000, 10), "full");
+    assert.equal(seen.claim("a", 60_000, 20), "seen", "nothing was forgotten");
+    assert.equal(seen.claim("d", 120_000, 60_000), "claimed", "the expired were swept");
+    assert.equal(seen.size, 1);
   });
 });

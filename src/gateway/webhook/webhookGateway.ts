@@ -5,12 +5,14 @@
  */
 import type { GatewayHost, HttpCapability, KindSystem, VoicemailGateway } from "../gateway.js";
 import { parseWebhookPayload } from "./payload.js";
+import { SeenSignatures } from "./replay.js";
 import type { WebhookSettings } from "./settings.js";
-import { verifySignature } from "./signature.js";
+import { checkSignature, type SignatureHeaders } from "./signature.js";
 import { serveWebhook, type WebhookEndpoint, type WebhookResponse } from "./webhookHttp.js";
 
 export class WebhookGateway implements VoicemailGateway, WebhookEndpoint {
   readonly http: HttpCapability;
+  private readonly seen = new SeenSignatures();
 
   constructor(
     readonly system: KindSystem<"webhook", WebhookSettings>,
@@ -35,10 +37,20 @@ export class WebhookGateway implements VoicemailGateway, WebhookEndpoint {
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
 
-  /** Handles one request whose raw body has already been read within the size limit. */
-  async handle(rawBody: Buffer, signature: string | undefined): Promise<WebhookResponse> {
-    if (!verifySignature(this.system.webhook.secret, rawBody, signature)) {
-      return { status: 401, body: { error: "missing or bad X-Signature-256" } };
+  /**
+   * Handles one request whose raw body has already been read within the size limit. Rejects
+   * only when the update could not be stored (the caller answers 503).
+   */
+  async handle(rawBody: Buffer, headers: SignatureHeaders): Promise<WebhookResponse> {
+    const { secret, legacySignature } = this.system.webhook;
+    const now = Date.now();
+    const verdict = checkSignature(secret, rawBody, headers, { nowMs: now, legacy: legacySignature === true });
+    if (!verdict.ok) return { status: 401, body: { error: verdict.reason } };
+    const replay = verdict.replay;
+    if (replay) {
+      const claim = this.seen.claim(replay.key, replay.refuseUntilMs, now);
+      if (claim === "seen") return { status: 401, body: { error: "this signature was already used: sign each request anew" } };
+      if (claim === "full") return { status: 429, body: { error: "too many requests in the last five minutes; retry later" } };
     }
     let json: unknown;
     try {
@@ -46,9 +58,15 @@ export class WebhookGateway implements VoicemailGateway, WebhookEndpoint {
     } catch {
       return { status: 400, body: { error: "body is not valid JSON" } };
     }
-    const parsed = parseWebhookPayload(this.system.id, json, Date.now());
+    const parsed = parseWebhookPayload(this.system.id, json, now);
     if (!parsed.ok) return { status: 400, body: { error: parsed.reason } };
-    await this.host.acceptUpdate(parsed.update);
+    try {
+      await this.host.acceptUpdate(parsed.update);
+    } catch (err) {
+      // Nothing was stored, so the sender may retry the very same request.
+      if (replay) this.seen.release(replay.key);
+      throw err;
+    }
     return { status: 202, body: { status: "accepted" } };
   }
 }
