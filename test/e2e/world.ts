@@ -32,6 +32,10 @@ export interface WorldOptions {
   permissions?: Record<string, string>;
   /** The bridge's log level; "debug" unless given (benchmarks use "info"). */
   logLevel?: "debug" | "info" | "warn" | "error";
+  /** Where the bridge reaches the homeserver (a fault proxy); default Synapse itself. */
+  homeserverUrl?: string;
+  /** Where the homeserver reaches the bridge, written into the registration (a fault proxy); default the bridge itself. */
+  appserviceUrl?: string;
 }
 
 export interface User {
@@ -53,8 +57,8 @@ export class World {
     const dir = mkdtempSync(join(tmpdir(), "voicemail-e2e-"));
     const bridgeUrl = `http://127.0.0.1:${options.bridgePort}`;
     const files = await prepareBridge(dir, {
-      homeserver: { url: `http://127.0.0.1:${options.synapsePort}`, domain: "localhost" },
-      appservice: { bindAddress: "127.0.0.1", port: options.bridgePort, url: bridgeUrl, botLocalpart: "voicemail" },
+      homeserver: { url: options.homeserverUrl ?? `http://127.0.0.1:${options.synapsePort}`, domain: "localhost" },
+      appservice: { bindAddress: "127.0.0.1", port: options.bridgePort, url: options.appserviceUrl ?? bridgeUrl, botLocalpart: "voicemail" },
       database: { uri: `nedb:${join(dir, "data")}` },
       permissions: options.permissions ?? { localhost: "user", "@admin:localhost": "admin" },
       logging: { level: options.logLevel ?? "debug" },
