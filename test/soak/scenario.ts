@@ -597,17 +597,21 @@ async function inspect(fw: FaultWorld, mailboxes: Mailbox[], seedText: string): 
         const stateOf = (type: string, key = "") => state.find((e) => e.type === type && (e.state_key ?? "") === key)?.content;
         const where = `${user.userId} in ${roomId} (${system.id})`;
         const sysNew = expectedNew(system.id);
+        // A room of the bot that carries no MWI at all, beside another: one the bridge does not
+        // know (a lost createRoom answer). One line says so instead of one per missing event.
+        const orphan = count > 1 && !stateOf(MWI_SUMMARY_EVENT_TYPE) && !mine.some((m) => stateOf(MWI_EVENT_TYPE, mailboxStateKey(m.system.id, m.mailbox)));
+        if (orphan) violations.push(`${seedText}: ${where}: shows none of the mailboxes (no ${MWI_EVENT_TYPE}, no summary, name ${JSON.stringify(stateOf("m.room.name")?.name)}): the extra DM does not show the final state`);
         const name = stateOf("m.room.name")?.name;
         const wantName = sysNew > 0 ? `${system.name} (${sysNew})` : system.name;
-        if (name !== wantName) violations.push(`${seedText}: ${where}: room name ${JSON.stringify(name)}, the final state is ${JSON.stringify(wantName)}`);
+        if (!orphan && name !== wantName) violations.push(`${seedText}: ${where}: room name ${JSON.stringify(name)}, the final state is ${JSON.stringify(wantName)}`);
 
         const summary = stateOf(MWI_SUMMARY_EVENT_TYPE) as { total_new?: number; systems?: Record<string, { mailboxes?: Record<string, { new?: number; old?: number }> }> } | undefined;
         const totalNew = SYSTEMS.reduce((n, s) => n + expectedNew(s.id), 0);
-        if (summary?.total_new !== totalNew) violations.push(`${seedText}: ${where}: summary total_new ${summary?.total_new}, the final state is ${totalNew}`);
+        if (!orphan && summary?.total_new !== totalNew) violations.push(`${seedText}: ${where}: summary total_new ${summary?.total_new}, the final state is ${totalNew}`);
         for (const m of mine) {
           const last = m.accepted.at(-1);
           const shown = summary?.systems?.[m.system.id]?.mailboxes?.[m.mailbox];
-          if (last && (shown?.new !== last.new || shown?.old !== last.old)) {
+          if (!orphan && last && (shown?.new !== last.new || shown?.old !== last.old)) {
             violations.push(`${seedText}: ${where}: summary shows ${m.system.id}/${m.mailbox} as ${shown?.new}/${shown?.old} (new/old), the last accepted update is ${last.new}/${last.old}`);
           }
         }
@@ -636,7 +640,7 @@ async function inspect(fw: FaultWorld, mailboxes: Mailbox[], seedText: string): 
           const last = m.accepted.at(-1);
           const key = mailboxStateKey(m.system.id, m.mailbox);
           const mwi = stateOf(MWI_EVENT_TYPE, key) as { new?: number; old?: number; waiting?: boolean } | undefined;
-          if (last && (mwi?.new !== last.new || mwi?.old !== last.old || mwi?.waiting !== last.new > 0)) {
+          if (!orphan && last && (mwi?.new !== last.new || mwi?.old !== last.old || mwi?.waiting !== last.new > 0)) {
             violations.push(`${seedText}: ${where}: state ${MWI_EVENT_TYPE}/${key} is ${mwi ? `${mwi.new}/${mwi.old} waiting=${mwi.waiting}` : "missing"}, the last accepted update is ${last.new}/${last.old}`);
           }
           const told = messages
@@ -655,7 +659,7 @@ async function inspect(fw: FaultWorld, mailboxes: Mailbox[], seedText: string): 
             newest = Math.max(newest, t.old);
           }
           const lastTold = told.at(-1);
-          if (last && (lastTold?.old !== last.old || lastTold?.new !== last.new)) {
+          if (!orphan && last && (lastTold?.old !== last.old || lastTold?.new !== last.new)) {
             violations.push(`${seedText}: ${where}: the last message about ${m.mailbox} tells ${lastTold ? `${lastTold.new}/${lastTold.old}` : "nothing"}, the last accepted update is ${last.new}/${last.old}`);
           }
         }
