@@ -30,10 +30,12 @@ export interface WorldOptions {
   bridgePort: number;
   systems: Record<string, unknown>[];
   permissions?: Record<string, string>;
-  /** Where the bridge reaches the homeserver (a proxy in between); Synapse itself unless given. */
-  homeserverUrl?: string;
   /** The bridge's log level; "debug" unless given (benchmarks use "info"). */
   logLevel?: "debug" | "info" | "warn" | "error";
+  /** Where the bridge reaches the homeserver (a fault proxy); default Synapse itself. */
+  homeserverUrl?: string;
+  /** Where the homeserver reaches the bridge, written into the registration (a fault proxy); default the bridge itself. */
+  appserviceUrl?: string;
 }
 
 export interface User {
@@ -56,7 +58,7 @@ export class World {
     const bridgeUrl = `http://127.0.0.1:${options.bridgePort}`;
     const files = await prepareBridge(dir, {
       homeserver: { url: options.homeserverUrl ?? `http://127.0.0.1:${options.synapsePort}`, domain: "localhost" },
-      appservice: { bindAddress: "127.0.0.1", port: options.bridgePort, url: bridgeUrl, botLocalpart: "voicemail" },
+      appservice: { bindAddress: "127.0.0.1", port: options.bridgePort, url: options.appserviceUrl ?? bridgeUrl, botLocalpart: "voicemail" },
       database: { uri: `nedb:${join(dir, "data")}` },
       permissions: options.permissions ?? { localhost: "user", "@admin:localhost": "admin" },
       logging: { level: options.logLevel ?? "debug" },
