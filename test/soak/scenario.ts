@@ -29,7 +29,7 @@ import { freePort } from "../testbed/ports.js";
 import { waitForEvent } from "../testbed/matrixClient.js";
 import { World, type User } from "../e2e/world.js";
 
-const SECRET = "fault-webhook-secret";
+const SECRET = "fault-webhook-secret-of-at-least-32-characters";
 export const MAIN_BOT = "@voicemail:localhost";
 export const SYSTEMS = [
   { id: "carrier", name: "Carrier Voicemail", bot: "@vm_carrier:localhost" },
