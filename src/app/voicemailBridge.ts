@@ -14,6 +14,7 @@ import { BotDirectory, RegisteredBots } from "../matrix/bots.js";
 import { DmRooms } from "../matrix/dmRooms.js";
 import { quietLibraryLogs } from "../matrix/libraryLogs.js";
 import { pingHomeserver, servePing } from "../matrix/ping.js";
+import { retryTransient } from "./retryTransient.js";
 import { EventHandler } from "./eventHandler.js";
 import { DeliveryService } from "../delivery/deliveryService.js";
 import { PresenceTracker } from "../delivery/presence.js";
@@ -158,7 +159,8 @@ export class VoicemailBridge {
     this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
     const pinged = pingHomeserver(bridge.getBot().getClient(), registration.id, this.log);
 
-    await bots.syncProfiles(this.log);
+    // A homeserver that is still starting, restarting or rate limiting is waited for, not a reason to exit.
+    await retryTransient("registering the bots and their profiles", () => bots.syncProfiles(this.log), this.log);
     await delivery.start();
     for (const gateway of this.gateways.values()) {
       await gateway.start();

@@ -93,9 +93,14 @@ export class FakeBots implements RouterBots {
     return this.byUser(userId) !== undefined;
   }
 
+  /** The next sends fail with these errors, one each. */
+  readonly failSends: unknown[] = [];
+
   intent(bot: Bot): RouterIntent {
     return {
       sendMessage: async (roomId, content) => {
+        const failure = this.failSends.shift();
+        if (failure) throw failure;
         this.sent.push({ bot: bot.userId, roomId, body: String(content.body), html: String(content.formatted_body) });
         return { event_id: `$sent${this.sent.length}` };
       },

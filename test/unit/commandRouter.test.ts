@@ -153,6 +153,15 @@ describe("command router: secrets", () => {
 });
 
 describe("command router: dedupe, permissions, metrics, order", () => {
+  it("a reply lost to a homeserver hiccup is sent again", async () => {
+    w = await world();
+    w.bots.failSends.push(Object.assign(new Error("socket hang up"), { code: "ECONNRESET" }));
+    await w.send(ALICE, w.rooms.aliceCarrier, "!help");
+    assert.equal(replies().length, 1);
+    assert.match(replies()[0]!, /^Commands:/);
+    assert.ok(w.log.lines.some((l) => /^WARN the reply to \S+ failed \(ECONNRESET/.test(l)), w.log.lines.join("\n"));
+  });
+
   it("an event delivered twice is answered once", async () => {
     w = await world();
     const e = await w.send(ALICE, w.rooms.aliceCarrier, "!list");

@@ -10,6 +10,7 @@ import { escapeHtml, type RenderedText } from "../../core/format.js";
 import { atLeast, permissionLevel, type PermissionLevel } from "../../core/permissions.js";
 import type { UserViews } from "../../delivery/userViews.js";
 import type { Bot } from "../../matrix/bots.js";
+import { retryTransient } from "../retryTransient.js";
 import { noticeContent } from "../../matrix/content.js";
 import type { VoicemailStore } from "../../store/store.js";
 import type { KeyedQueue } from "../../util/keyedQueue.js";
@@ -126,7 +127,9 @@ export class CommandRouter {
       if (!(await store.markEventHandled(event.event_id, Date.now()))) return;
       if (!ownDm) return this.tellElsewhere(event, redacted);
       const bot = roomBot;
-      const reply = (t: RenderedText) => bots.intent(bot).sendMessage(event.room_id, noticeContent(t));
+      // A reply lost to a homeserver hiccup is tried again for a while (about half a minute).
+      const reply = (t: RenderedText) =>
+        retryTransient(`the reply to ${event.event_id}`, () => bots.intent(bot).sendMessage(event.room_id, noticeContent(t)), log, { attempts: 5 });
       if (!redacted) {
         await reply(text(`I could not remove your ${edit ? "edited " : ""}message with the password: please delete it yourself.`));
       }
