@@ -148,6 +148,13 @@ export class DeliveryService {
     if (systemMessages || (await this.dms.get(userId, this.bots.forSystem(systemId)))) {
       targets.push({ key: systemTarget(userId, systemId), withMessage: systemMessages });
     }
+    // Each system DM's summary covers all the user's systems: the user's other system DMs get the
+    // change too, state only, through the outbox like everything else (retried, never lost).
+    for (const other of this.views.systems.keys()) {
+      if (other !== systemId && (await this.dms.get(userId, this.bots.forSystem(other)))) {
+        targets.push({ key: systemTarget(userId, other), withMessage: false });
+      }
+    }
     const mainMessages = mode !== "per-system";
     if (mainMessages || (await this.dms.get(userId, this.bots.main))) {
       targets.push({ key: mainTarget(userId), withMessage: mainMessages });
@@ -481,8 +488,10 @@ export class DeliveryService {
     const changeEntries = entries.filter((e) => e.change);
     const changes = coalesce(changeEntries.map((e) => ({ change: e.change!, createdAt: e.createdAt })));
     const views = await this.views.mailboxViews(ownerId, changes.map((c) => c.current));
-    if (changes.length && changeEntries.some((e) => e.withMessage) && !this.isDone(round, "message")) {
-      const message = await this.render(room, ownerId, changes, views);
+    // Only what this room is told about: state-only entries (another system's change) add no words.
+    const told = coalesce(changeEntries.filter((e) => e.withMessage).map((e) => ({ change: e.change!, createdAt: e.createdAt })));
+    if (told.length && !this.isDone(round, "message")) {
+      const message = await this.render(room, ownerId, told, views);
       const content = messageContent(message, message.msgtype, round.batch.id);
       if (await this.sendOnce(round, room, "message", round.batch.id, content, round.batch.txnId)) {
         this.lastMessageAt.set(room.writer.roomId, Date.now());
@@ -501,7 +510,6 @@ export class DeliveryService {
     };
     if (!room.stateOptional) await states();
     else await states().catch((err: Error) => this.log.debug(`no state events in ${room.writer.roomId}: ${err.message}`));
-    if (room.systemId && changes.length) await this.refreshOtherSystemRooms(ownerId, room.systemId, views, round);
   }
 
   private async render(room: Room, ownerId: string, changes: CoalescedChange[], views: MailboxView[]) {
@@ -564,17 +572,6 @@ export class DeliveryService {
       if (current?.roomId === room.dm.roomId) await this.store.saveDmRoom({ ...current, ...update });
     } else if (room.extra) {
       await this.store.updateTarget({ ...room.extra, ...update });
-    }
-  }
-
-  /** Each system DM's summary covers all the user's systems: bring the others along (best effort). */
-  private async refreshOtherSystemRooms(ownerId: string, systemId: string, views: MailboxView[], round: Round): Promise<void> {
-    for (const otherId of new Set(views.map((v) => v.systemId).filter((id) => id !== systemId))) {
-      const bot = this.bots.forSystem(otherId);
-      const dm = await this.dms.get(ownerId, bot);
-      if (!dm?.userJoined) continue;
-      const other = { ok: true as const, writer: new RoomWriter(this.bots.intent(bot), dm.roomId), bot, dm, systemId: otherId, rename: bot.displayName };
-      await this.refreshRoom(other, ownerId, views, round).catch((err: Error) => this.log.warn(`summary of ${dm.roomId} not refreshed: ${err.message}`));
     }
   }
 }

@@ -230,3 +230,28 @@ describe("DeliveryService: what the bridge looks at itself", () => {
     await b.until(() => bodies(b, room).some((x) => /1001: 1 new/.test(x)), "the catch-up");
   });
 });
+
+describe("DeliveryService: the summary in the user's other system DMs", () => {
+  const OFFICE_BOT = "@vm_office:localhost";
+  it("a change on one system reaches the other system's DM summary through the outbox, even when the first try fails", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    await b.link(ALICE, "1001", "carrier");
+    await b.link(ALICE, "2001", "office");
+    await b.mwi("1001", 0);
+    await b.mwi("2001", 0, 0, "office");
+    await b.accept(ALICE);
+    const office = await b.accept(ALICE, OFFICE_BOT);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "the first states delivered");
+    const isOfficeSummary = (r: FakeRequest) => r.op === "state" && r.as === OFFICE_BOT && r.type === "org.voicemail.mwi.summary";
+    const officeMessages = b.hs.messages(office, OFFICE_BOT).length;
+    b.hs.failNext(isOfficeSummary, "refused");
+    await b.mwi("1001", 3);
+    const officeTotal = () => {
+      const last = b.hs.stateEvents(office, "org.voicemail.mwi.summary").at(-1);
+      return (last?.content as { total_new?: number } | undefined)?.total_new;
+    };
+    await b.until(() => officeTotal() === 3, "the office DM's summary shows the carrier's 3 new");
+    assert.equal(b.hs.messages(office, OFFICE_BOT).length, officeMessages, "no message in the office DM about the carrier's mailbox");
+  });
+});
