@@ -307,7 +307,7 @@ export class FakeBridge {
     this.delivery = new DeliveryService(this.config, this.store, this.bots, this.dms, this.views, this.presence, log, undefined, this.timing);
     const secrets = SecretBox.fromKey(Buffer.alloc(32, 7));
     this.mailboxes = new MailboxService(this.store, new Map<string, VoicemailGateway>(), this.delivery, secrets, log);
-    this.targets = new TargetService(this.store, this.bots, this.delivery, log);
+    this.targets = new TargetService(this.store, this.bots, this.delivery, log, this.config.limits);
   }
 
   async start(): Promise<void> {
@@ -316,6 +316,7 @@ export class FakeBridge {
 
   /** The bridge process ends (its workers stop where they are) and a new one starts over the same store. */
   async restart(): Promise<void> {
+    this.targets.stop();
     await this.delivery.stop();
     this.log = new FakeLog();
     this.build();
@@ -323,6 +324,7 @@ export class FakeBridge {
   }
 
   async stop(): Promise<void> {
+    this.targets.stop();
     await this.delivery.stop();
   }
 
