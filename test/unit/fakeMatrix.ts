@@ -118,6 +118,11 @@ export class FakeHomeserver {
     this.append(this.room(roomId), { sender: userId, type: "m.room.member", state_key: userId, content: { membership } });
   }
 
+  /** A state event from a member (power levels, say): the bridge is not told unless the test tells it. */
+  setState(roomId: string, sender: string, type: string, stateKey: string, content: Record<string, unknown>): void {
+    this.append(this.room(roomId), { sender, type, state_key: stateKey, content });
+  }
+
   /** The bots' messages in a room, oldest first. */
   messages(roomId: string, sender?: string): FakeEvent[] {
     return this.room(roomId).timeline.filter((e) => e.type === "m.room.message" && (!sender || e.sender === sender));
@@ -293,7 +298,11 @@ export class FakeBridge {
   targets!: TargetService;
   private seq = 0;
 
-  constructor(private readonly timing: Partial<DeliveryTiming> = QUICK) {
+  constructor(
+    private readonly timing: Partial<DeliveryTiming> = QUICK,
+    limits: Partial<BridgeConfig["limits"]> = {},
+  ) {
+    (this.config as { limits: Partial<BridgeConfig["limits"]> }).limits = limits;
     this.build();
   }
 
