@@ -349,7 +349,7 @@ export class DeliveryService {
       if (failure.kind === "gone") {
         this.log.warn(`${key}: the bot cannot post in ${room.writer.roomId} (${failure.reason}); opening a fresh room`);
         if (room.dm) await this.dms.forget(room.dm);
-        if (room.extra) await this.store.updateTarget({ ...room.extra, status: "refused" });
+        if (room.extra) await this.store.updateTarget({ ...room.extra, status: "refused", refusedAt: Date.now() });
         if (attempt > 3) await this.sleep(5000);
         return true;
       }
@@ -499,7 +499,7 @@ export class DeliveryService {
       // The acceptance may reach the bridge late or not at all: look.
       const membership = extra.kind === "account" ? await membershipOf(intent, extra.roomId, extra.address) : "unknown";
       if (membership === "leave" || membership === "ban") {
-        await this.store.updateTarget({ ...extra, status: "refused" });
+        await this.store.updateTarget({ ...extra, status: "refused", refusedAt: Date.now() });
         return { ok: false, action: "drop", reason: "the target declined" };
       }
       if (membership !== "join") return { ok: false, action: "wait", reason: "the invite is not accepted yet", recheck: "invite", invitedAt: extra.createdAt };
@@ -629,7 +629,9 @@ export class DeliveryService {
       const current = await this.store.getDmRoom(room.dm.userId, room.dm.botUserId);
       if (current?.roomId === room.dm.roomId) await this.store.saveDmRoom({ ...current, ...update });
     } else if (room.extra) {
-      await this.store.updateTarget({ ...room.extra, ...update });
+      // Read again: the target may have been refused or removed meanwhile, which must stay so.
+      const current = await this.store.getTarget(room.extra.id);
+      if (current) await this.store.updateTarget({ ...current, ...update });
     }
   }
 

@@ -34,6 +34,8 @@ export interface WorldOptions {
   homeserverUrl?: string;
   /** The bridge's log level; "debug" unless given (benchmarks use "info"). */
   logLevel?: "debug" | "info" | "warn" | "error";
+  /** More top-level config keys (limits, say). */
+  config?: Record<string, unknown>;
 }
 
 export interface User {
@@ -61,6 +63,7 @@ export class World {
       permissions: options.permissions ?? { localhost: "user", "@admin:localhost": "admin" },
       logging: { level: options.logLevel ?? "debug" },
       systems: options.systems,
+      ...options.config,
     });
     const hs = await startSynapse({ port: options.synapsePort, registrationFiles: [files.registrationPath] });
     const bridge = new BridgeProcess(files, bridgeUrl);

@@ -46,8 +46,8 @@ export interface FakeRequest {
   txnId?: string;
 }
 
-/** refused: never reached the homeserver; lost: stored, then the connection was reset; 502: not stored, answered 502. */
-export type Fault = "refused" | "lost" | "502";
+/** refused: never reached the homeserver; lost: stored, then the connection was reset; 502: not stored, answered 502; none: only `before` runs. */
+export type Fault = "refused" | "lost" | "502" | "none";
 
 const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:8008"), { code: "ECONNREFUSED" });
 const reset = () => Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });

@@ -156,6 +156,27 @@ describe("TargetService: room targets", () => {
     assert.equal(b.hs.messages(room, MAIN_BOT).length, 1);
   });
 
+  it("a refusal while a batch is being delivered stays (the room's shown state does not bring it back)", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    await b.link(ALICE);
+    const room = groupRoom(b, { users: { [ALICE]: 100 }, state_default: 50 });
+    await b.targets.add(ALICE, room);
+    const [target] = await b.targets.list(ALICE);
+    // Alice leaves while the bot writes the room's summary.
+    b.hs.failNext((r) => r.op === "state" && r.roomId === room && r.type === "org.voicemail.mwi.summary", "none", async () => {
+      b.hs.setMembership(ALICE, room, "leave");
+      await b.targets.onMembership(room, ALICE, "leave");
+    });
+    await b.mwi("1001", 1);
+    await b.until(async () => (await b.store.outboxEntries(extraTarget(target!.id))).length === 0, "the batch done");
+    assert.equal((await b.store.getTarget(target!.id))!.status, "refused");
+    await b.mwi("1001", 2);
+    await b.until(async () => (await b.store.outboxEntries(extraTarget(target!.id))).length === 0, "nothing for the refused room");
+    assert.equal(b.hs.messages(room, MAIN_BOT).length, 1);
+    assert.equal(b.log.lines.filter((l) => /stopped posting/.test(l.message)).length, 1, "one log line");
+  });
+
   it("the owner leaving the room, or a power-level event, refuses it at once", async () => {
     const b = (bridge = new FakeBridge());
     await b.start();
