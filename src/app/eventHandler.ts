@@ -48,7 +48,13 @@ export class EventHandler {
     const parts = { config: deps.config, store: deps.store, bots: deps.bots, dms: deps.dms, targets: deps.targets, delivery: deps.delivery, log: deps.log };
     const membership = new MembershipHandler(parts, new InviteHandler(parts));
     this.commandRouter = new CommandRouter(deps);
-    this.dispatcher = new EventDispatcher({ bots: deps.bots, membership, onMessage: (event) => this.onMessage(event), log: deps.log });
+    this.dispatcher = new EventDispatcher({
+      bots: deps.bots,
+      membership,
+      onMessage: (event) => this.onMessage(event),
+      onPowerLevels: (roomId) => deps.targets.onPowerLevels(roomId),
+      log: deps.log,
+    });
   }
 
   /** Every event from the homeserver: handled in order per room; resolves once handled, never rejects. */

@@ -118,7 +118,7 @@ export class VoicemailBridge {
     const delivery = (this.delivery = new DeliveryService(config, store, bots, dms, views, presence, new Logger("Delivery"), metrics));
     const secrets = SecretBox.fromConfig(config.encryption);
     const mailboxes = new MailboxService(store, this.gateways, delivery, secrets, new Logger("Mailboxes"), metrics);
-    const targets = new TargetService(store, bots, delivery, new Logger("Targets"));
+    const targets = new TargetService(store, bots, delivery, new Logger("Targets"), config.limits);
     handler = new EventHandler({ config, store, bots, dms, mailboxes, views, targets, delivery, presence, userQueue, log: new Logger("Events"), ...(metrics ? { metrics } : {}) });
 
     // HTTP of the kinds that have it: on the appservice listener, or on a listener per address

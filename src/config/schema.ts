@@ -51,6 +51,15 @@ const system = Type.Unsafe<SystemOf<RegisteredKind>>({
   })),
 });
 
+/** The `limits` block's defaults (also for embedders' and tests' configs that leave it out). */
+export const DEFAULT_LIMITS = {
+  maxTargets: 10,
+  maxPendingInvites: 3,
+  inviteExpirySeconds: 7 * 24 * 3600,
+  unusedRoomSeconds: 24 * 3600,
+  maxRoomMembers: 500,
+};
+
 const levels = ["none", "user", "admin"] as const satisfies readonly PermissionLevel[];
 
 export const configSchema = Type.Object(
@@ -106,6 +115,24 @@ export const configSchema = Type.Object(
       ),
     ),
     metrics: DefaultedBlock(Type.Object({ enabled: Defaulted(Type.Boolean(), true) }, { additionalProperties: false })),
+    /** Bounds on what one user (or anyone who invites the main bot) can make the bridge do. */
+    limits: DefaultedBlock(
+      Type.Object(
+        {
+          /** Extra targets (`!target add`) per user. */
+          maxTargets: Defaulted(Type.Integer({ minimum: 0 }), DEFAULT_LIMITS.maxTargets),
+          /** Account targets per user whose invite is not accepted yet. */
+          maxPendingInvites: Defaulted(Type.Integer({ minimum: 0 }), DEFAULT_LIMITS.maxPendingInvites),
+          /** A target or DM not accepted within this keeps no queue: it is shown the current counts on join. */
+          inviteExpirySeconds: Defaulted(Type.Integer({ minimum: 1 }), DEFAULT_LIMITS.inviteExpirySeconds),
+          /** The main bot leaves a room it was invited to that did not become a target within this. */
+          unusedRoomSeconds: Defaulted(Type.Integer({ minimum: 1 }), DEFAULT_LIMITS.unusedRoomSeconds),
+          /** ...and at once a room with more members than this. */
+          maxRoomMembers: Defaulted(Type.Integer({ minimum: 2 }), DEFAULT_LIMITS.maxRoomMembers),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** How mailbox credentials are sealed in the store. */
     encryption: DefaultedBlock(
       Type.Object(

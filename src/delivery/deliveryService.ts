@@ -22,10 +22,11 @@ import { randomUUID } from "node:crypto";
 import { backoffDelay, type BackoffOptions } from "../core/backoff.js";
 import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
+import { DEFAULT_LIMITS } from "../config/schema.js";
 import type { UserViews } from "./userViews.js";
 import { coalesce, type CoalescedChange } from "../core/coalesce.js";
 import { MWI_EVENT_TYPE, MWI_SUMMARY_EVENT_TYPE, mailboxStateKey } from "../core/events.js";
-import { accountRoomName, dmRoomName, mailboxesTopic, renderAggregate, renderNotification, type MailboxView, type RenderedText } from "../core/format.js";
+import { accountRoomName, dmRoomName, escapeHtml, mailboxesTopic, renderAggregate, renderNotification, type MailboxView, type RenderedText } from "../core/format.js";
 import type { MailboxChange } from "../core/mwi.js";
 import { buildSummary, mailboxStateContent } from "../core/summary.js";
 import type { Bot, BotDirectory } from "../matrix/bots.js";
@@ -36,7 +37,7 @@ import type { DmRoom, ExtraTarget, OutboxBatch, OutboxEntry, VoicemailStore } fr
 import type { VoicemailMetrics } from "../util/metrics.js";
 import type { PresenceTracker } from "./presence.js";
 import { classifyFailure, RETRY_BACKOFF, RoomWriter } from "./roomWriter.js";
-import { extraTarget, mainTarget, parseTarget, systemTarget, type TargetKey } from "./targets.js";
+import { extraTarget, mainTarget, ownerCannotPost, parseTarget, systemTarget, type TargetKey } from "./targets.js";
 
 /** The pace of delivery; tests make it quick. */
 export interface DeliveryTiming {
@@ -81,7 +82,14 @@ type Resolved =
       dm?: DmRoom;
       extra?: ExtraTarget;
     }
-  | { ok: false; action: "wait" | "drop"; reason: string; recheck?: "invite" | "presence" };
+  | {
+      ok: false;
+      action: "wait" | "drop";
+      reason: string;
+      recheck?: "invite" | "presence";
+      /** Waiting for an invite sent at this time: past the expiry its queue is cut to a resync. */
+      invitedAt?: number;
+    };
 
 type Room = Extract<Resolved, { ok: true }>;
 
@@ -160,7 +168,7 @@ export class DeliveryService {
       targets.push({ key: mainTarget(userId), withMessage: mainMessages });
     }
     for (const target of await this.store.listTargets(userId)) {
-      if (target.status !== "refused") targets.push({ key: extraTarget(target.id), withMessage: true });
+      if (target.status !== "refused" && target.removedAt === undefined) targets.push({ key: extraTarget(target.id), withMessage: true });
     }
     return targets;
   }
@@ -201,6 +209,14 @@ export class DeliveryService {
     return drop.length;
   }
 
+  /** A notice from the main bot in the user's DM with it (about their targets), queued like everything else. */
+  async enqueueMainNotice(userId: string, notice: RenderedText): Promise<TargetKey> {
+    const key = mainTarget(userId);
+    await this.store.addOutboxEntries([this.entry(userId, key, true, { notice })]);
+    this.kick(key);
+    return key;
+  }
+
   /** A notice from a system's bot in the user's DM with it, queued like everything else. */
   async enqueueNotice(userId: string, systemId: string, notice: RenderedText): Promise<TargetKey> {
     const key = systemTarget(userId, systemId);
@@ -223,12 +239,11 @@ export class DeliveryService {
 
   /** Something changed for this person (joined, came online): try what waits for them. */
   async kickPerson(userId: string): Promise<void> {
-    const keys = new Set<TargetKey>();
-    for (const entry of await this.store.outboxEntries()) {
-      const target = parseTarget(entry.targetKey);
-      if (target && target.kind !== "extra" && target.userId === userId) keys.add(entry.targetKey);
+    // The user's own DMs are owned by them: found by owner, not by reading the whole outbox.
+    for (const key of await this.store.outboxTargetKeys(userId)) {
+      const target = parseTarget(key);
+      if (target && target.kind !== "extra" && target.userId === userId) this.kick(key);
     }
-    for (const key of keys) this.kick(key);
   }
 
   /** Resolves when nothing is being delivered (tests, shutdown). */
@@ -305,7 +320,8 @@ export class DeliveryService {
         if (recorded) await this.store.completeBatch(recorded);
         this.log.info(`dropped ${waiting.length} notification(s) for ${key}: ${room.reason}`);
       } else {
-        this.log.debug(`holding ${entries.length} notification(s) for ${key}: ${room.reason}`);
+        if (room.invitedAt !== undefined && !recorded) await this.expire(key, waiting, room.invitedAt);
+        else this.log.debug(`holding ${entries.length} notification(s) for ${key}: ${room.reason}`);
         if (room.recheck) this.recheckLater(key, this.recheckDelay(key, room.recheck));
       }
       this.attempts.delete(key);
@@ -340,7 +356,7 @@ export class DeliveryService {
       if (failure.kind === "gone") {
         this.log.warn(`${key}: the bot cannot post in ${room.writer.roomId} (${failure.reason}); opening a fresh room`);
         if (room.dm) await this.dms.forget(room.dm);
-        if (room.extra) await this.store.updateTarget({ ...room.extra, status: "refused" });
+        if (room.extra) await this.store.updateTarget({ ...room.extra, status: "refused", refusedAt: Date.now() });
         if (attempt > 3) await this.sleep(5000);
         return true;
       }
@@ -353,6 +369,35 @@ export class DeliveryService {
       await this.sleep(failure.afterMs);
       return true;
     }
+  }
+
+  /**
+   * A target that has not accepted its invite within `limits.inviteExpirySeconds` gathers no
+   * queue: what waits is dropped, and in its place stays one entry per mailbox with the current
+   * counts (a resync), which is what the room is shown once it accepts. Idempotent: a queue that
+   * is already such a resync is left as it is.
+   */
+  private async expire(key: TargetKey, waiting: OutboxEntry[], invitedAt: number): Promise<void> {
+    const expiryMs = ({ ...DEFAULT_LIMITS, ...this.config.limits }).inviteExpirySeconds * 1000;
+    if (Date.now() - invitedAt < expiryMs) {
+      this.log.debug(`holding ${waiting.length} notification(s) for ${key}: the invite is not accepted yet`);
+      return;
+    }
+    const mailboxKey = (e: OutboxEntry) => JSON.stringify([e.change?.current.systemId, e.change?.current.mailbox]);
+    const isResync = (e: OutboxEntry) => e.change?.kind === "counts" && !e.change.previous && !e.notice;
+    if (waiting.every(isResync) && new Set(waiting.map(mailboxKey)).size === waiting.length) return;
+    const ownerId = waiting[0]!.ownerId;
+    const withMessage = waiting.some((e) => e.withMessage);
+    const resync: OutboxEntry[] = [];
+    for (const k of new Set(waiting.filter((e) => e.change).map(mailboxKey))) {
+      const [systemId, mailbox] = JSON.parse(k) as [string, string];
+      const current = await this.store.getMailboxState(systemId, mailbox);
+      if (current) resync.push(this.entry(ownerId, key, withMessage, { change: { kind: "counts", current } }));
+    }
+    // The resync first: a crash in between leaves a duplicate (told once, coalesced), never a loss.
+    await this.store.addOutboxEntries(resync);
+    await this.store.removeOutboxEntries(waiting.map((e) => e.id));
+    this.log.info(`dropped ${waiting.length} notification(s) for ${key}: the invite was not accepted within ${Math.round(expiryMs / 1000)} s; the current counts are shown on join`);
   }
 
   private recheckDelay(key: TargetKey, why: "invite" | "presence"): number {
@@ -432,7 +477,7 @@ export class DeliveryService {
       await this.dms.markJoined(dm);
       dm = { ...dm, userJoined: true };
     }
-    if (!dm.userJoined) return { ok: false, action: "wait", reason: "the invite is not accepted yet", recheck: "invite" };
+    if (!dm.userJoined) return { ok: false, action: "wait", reason: "the invite is not accepted yet", recheck: "invite", invitedAt: dm.createdAt };
     const profile = await this.store.getProfile(target.userId);
     // Asked as the DM's bot: it shares a room with the user, so the homeserver tells it.
     if (profile?.delivery === "when-online" && !(await this.presence.isOnline(target.userId, intent))) {
@@ -451,7 +496,7 @@ export class DeliveryService {
 
   private async resolveExtra(targetId: string): Promise<Resolved> {
     const extra = await this.store.getTarget(targetId);
-    if (!extra) return { ok: false, action: "drop", reason: "the target was removed" };
+    if (!extra || extra.removedAt !== undefined) return { ok: false, action: "drop", reason: "the target was removed" };
     if (extra.status === "refused") return { ok: false, action: "drop", reason: "the target declined" };
     if (!extra.roomId) return { ok: false, action: "wait", reason: "the invite is not sent yet", recheck: "invite" };
     const bot = this.bots.main;
@@ -461,13 +506,21 @@ export class DeliveryService {
       // The acceptance may reach the bridge late or not at all: look.
       const membership = extra.kind === "account" ? await membershipOf(intent, extra.roomId, extra.address) : "unknown";
       if (membership === "leave" || membership === "ban") {
-        await this.store.updateTarget({ ...extra, status: "refused" });
+        await this.store.updateTarget({ ...extra, status: "refused", refusedAt: Date.now() });
         return { ok: false, action: "drop", reason: "the target declined" };
       }
-      if (membership !== "join") return { ok: false, action: "wait", reason: "the invite is not accepted yet", recheck: "invite" };
+      if (membership !== "join") return { ok: false, action: "wait", reason: "the invite is not accepted yet", recheck: "invite", invitedAt: extra.createdAt };
       current = { ...extra, status: "active" };
       await this.store.updateTarget(current);
       this.log.info(`${extra.address} accepted to be told about the voicemail of ${extra.ownerId}`);
+    }
+    if (current.kind === "room") {
+      // Posting there is on the owner's authority: only while they are in the room and may send messages.
+      const lost = await ownerCannotPost(intent, current.roomId!, current.ownerId);
+      if (lost) {
+        await this.refuseRoom(current, lost);
+        return { ok: false, action: "drop", reason: lost };
+      }
     }
     return {
       ok: true,
@@ -476,6 +529,19 @@ export class DeliveryService {
       extra: current,
       ...(current.kind === "account" ? { rename: accountRoomName(current.ownerId) } : { stateOptional: true }),
     };
+  }
+
+  /**
+   * A room target whose owner left it or lost the power to send messages there: refused (it
+   * stays so), one log line, and the owner is told in their DM with the main bot.
+   */
+  async refuseRoom(target: ExtraTarget, why: string): Promise<void> {
+    const now = await this.store.getTarget(target.id);
+    if (!now || now.status === "refused") return;
+    await this.store.updateTarget({ ...now, status: "refused", refusedAt: Date.now() });
+    this.log.info(`stopped posting the voicemail of ${target.ownerId} in ${target.roomId}: ${why}`);
+    const plain = `Your voicemail is no longer posted in ${target.address}: ${why}. Add it again with !target add once you can.`;
+    await this.enqueueMainNotice(target.ownerId, { body: plain, html: escapeHtml(plain) });
   }
 
   private async deliver(room: Room, entries: OutboxEntry[], round: Round): Promise<void> {
@@ -571,7 +637,9 @@ export class DeliveryService {
       const current = await this.store.getDmRoom(room.dm.userId, room.dm.botUserId);
       if (current?.roomId === room.dm.roomId) await this.store.saveDmRoom({ ...current, ...update });
     } else if (room.extra) {
-      await this.store.updateTarget({ ...room.extra, ...update });
+      // Read again: the target may have been refused or removed meanwhile, which must stay so.
+      const current = await this.store.getTarget(room.extra.id);
+      if (current) await this.store.updateTarget({ ...current, ...update });
     }
   }
 }

@@ -131,6 +131,12 @@ export class MemoryStore implements VoicemailStore {
     for (const id of ids) this.outbox.delete(id);
   }
 
+  async outboxTargetKeys(ownerId: string): Promise<string[]> {
+    const keys = new Set<string>();
+    for (const e of this.outbox.values()) if (e.ownerId === ownerId) keys.add(e.targetKey);
+    return [...keys];
+  }
+
   async maxOutboxSeq(): Promise<number> {
     let max = 0;
     for (const e of this.outbox.values()) max = Math.max(max, e.seq);

@@ -163,6 +163,7 @@ export class NedbStore implements VoicemailStore {
     await this.events.ensureIndex({ fieldName: "eventId", unique: true });
     await this.outbox.ensureIndex({ fieldName: "id", unique: true });
     await this.outbox.ensureIndex({ fieldName: "targetKey" });
+    await this.outbox.ensureIndex({ fieldName: "ownerId" });
     await this.targets.ensureIndex({ fieldName: "id", unique: true });
     await this.targets.ensureIndex({ fieldName: "key", unique: true });
     await this.batches.ensureIndex({ fieldName: "targetKey", unique: true });
@@ -370,6 +371,11 @@ export class NedbStore implements VoicemailStore {
     return this.exclusive(async () => {
       if (ids.length) await this.outbox.remove({ id: { $in: ids } }, { multi: true });
     });
+  }
+
+  async outboxTargetKeys(ownerId: string): Promise<string[]> {
+    const docs = await this.outbox.find<Pick<OutboxEntry, "targetKey">>({ ownerId }, { targetKey: 1, _id: 0 });
+    return [...new Set(docs.map((d) => d.targetKey))];
   }
 
   async maxOutboxSeq(): Promise<number> {

@@ -43,6 +43,10 @@ export interface ExtraTarget {
   /** invited: waiting for the account to accept; refused: it declined, nothing is sent. */
   status: "invited" | "active" | "refused";
   createdAt: number;
+  /** When it declined: it stays refused (also after a remove) until the account itself asks. */
+  refusedAt?: number;
+  /** Removed by the owner but kept, so that a re-add neither invites a refusal again nor at once. */
+  removedAt?: number;
   lastName?: string;
   lastSummary?: string;
   lastTopic?: string;
@@ -159,6 +163,8 @@ export interface VoicemailStore {
   /** Waiting entries, oldest first; of one target when given. */
   outboxEntries(targetKey?: string): Promise<OutboxEntry[]>;
   removeOutboxEntries(ids: string[]): Promise<void>;
+  /** The distinct target keys of the entries waiting for one owner (indexed: a presence change reads no more). */
+  outboxTargetKeys(ownerId: string): Promise<string[]>;
   /** The highest seq waiting, so that numbering continues after a restart. */
   maxOutboxSeq(): Promise<number>;
 

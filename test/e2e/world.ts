@@ -36,6 +36,8 @@ export interface WorldOptions {
   homeserverUrl?: string;
   /** Where the homeserver reaches the bridge, written into the registration (a fault proxy); default the bridge itself. */
   appserviceUrl?: string;
+  /** More top-level config keys (limits, say). */
+  config?: Record<string, unknown>;
 }
 
 export interface User {
@@ -63,6 +65,7 @@ export class World {
       permissions: options.permissions ?? { localhost: "user", "@admin:localhost": "admin" },
       logging: { level: options.logLevel ?? "debug" },
       systems: options.systems,
+      ...options.config,
     });
     const hs = await startSynapse({ port: options.synapsePort, registrationFiles: [files.registrationPath] });
     const bridge = new BridgeProcess(files, bridgeUrl);

@@ -255,3 +255,46 @@ describe("DeliveryService: the summary in the user's other system DMs", () => {
     assert.equal(b.hs.messages(office, OFFICE_BOT).length, officeMessages, "no message in the office DM about the carrier's mailbox");
   });
 });
+
+describe("DeliveryService: bounded work and queues", () => {
+  it("a presence change or join looks only at that user's keys, never reads the whole outbox", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    await b.link(ALICE);
+    await b.link("@bob:localhost");
+    await b.mwi("1001", 1);
+    const reads: (string | undefined)[] = [];
+    const original = b.store.outboxEntries.bind(b.store);
+    b.store.outboxEntries = (key?: string) => {
+      reads.push(key);
+      return original(key);
+    };
+    await b.delivery.kickPerson(ALICE);
+    await b.delivery.idle();
+    assert.ok(reads.length > 0, "the user's targets were looked at");
+    assert.ok(reads.every((k) => k !== undefined), `whole-outbox reads: ${reads.filter((k) => k === undefined).length}`);
+  });
+
+  it("a DM not accepted within inviteExpirySeconds keeps one entry per mailbox (one log line), and shows the current counts on join", async () => {
+    const b = (bridge = new FakeBridge(undefined, { inviteExpirySeconds: 0.05 }));
+    await b.start();
+    await b.link(ALICE);
+    await b.link(ALICE, "1002");
+    await b.mwi("1001", 1);
+    await b.mwi("1002", 1);
+    await new Promise((r) => setTimeout(r, 60));
+    for (let n = 2; n <= 6; n++) await b.mwi("1001", n);
+    await b.until(async () => {
+      const waiting = await b.store.outboxEntries('["sys","@alice:localhost","carrier"]');
+      return waiting.length === 2 && waiting.every((e) => e.change?.kind === "counts" && !e.change.previous);
+    }, "the queue cut to a resync of the two mailboxes");
+    assert.ok(b.log.has("info", /dropped \d+ notification\(s\) for .*not accepted within 0 s; the current counts are shown on join/));
+    const room = await b.accept(ALICE);
+    await b.until(async () => (await b.store.outboxEntries()).filter((e) => e.targetKey.includes('"sys"')).length === 0, "delivered on join");
+    const told = bodies(b, room);
+    assert.equal(told.length, 1, told.join(" | "));
+    assert.match(told[0]!, /1001: 6 new/);
+    assert.match(told[0]!, /1002: 1 new/);
+  });
+});
+

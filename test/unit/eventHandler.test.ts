@@ -46,7 +46,7 @@ async function world(options: { config?: BridgeConfig; hs?: FakeHomeserver; stor
     dms,
     mailboxes: {},
     views: { systems: new Map() },
-    targets: { onMembership: async () => false },
+    targets: { onMembership: async () => false, invitedInto: () => true, onPowerLevels: async () => undefined },
     delivery: { kickPerson: async (userId: string) => void kicked.push(userId) },
     presence: { update: () => false },
     userQueue: new KeyedQueue(),

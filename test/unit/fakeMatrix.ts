@@ -46,8 +46,8 @@ export interface FakeRequest {
   txnId?: string;
 }
 
-/** refused: never reached the homeserver; lost: stored, then the connection was reset; 502: not stored, answered 502. */
-export type Fault = "refused" | "lost" | "502";
+/** refused: never reached the homeserver; lost: stored, then the connection was reset; 502: not stored, answered 502; none: only `before` runs. */
+export type Fault = "refused" | "lost" | "502" | "none";
 
 const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:8008"), { code: "ECONNREFUSED" });
 const reset = () => Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
@@ -116,6 +116,11 @@ export class FakeHomeserver {
   /** A user acts (accepts an invite, leaves): the bridge is not told unless the test tells it. */
   setMembership(userId: string, roomId: string, membership: "join" | "leave"): void {
     this.append(this.room(roomId), { sender: userId, type: "m.room.member", state_key: userId, content: { membership } });
+  }
+
+  /** A state event from a member (power levels, say): the bridge is not told unless the test tells it. */
+  setState(roomId: string, sender: string, type: string, stateKey: string, content: Record<string, unknown>): void {
+    this.append(this.room(roomId), { sender, type, state_key: stateKey, content });
   }
 
   /** The bots' messages in a room, oldest first. */
@@ -293,7 +298,11 @@ export class FakeBridge {
   targets!: TargetService;
   private seq = 0;
 
-  constructor(private readonly timing: Partial<DeliveryTiming> = QUICK) {
+  constructor(
+    private readonly timing: Partial<DeliveryTiming> = QUICK,
+    limits: Partial<BridgeConfig["limits"]> = {},
+  ) {
+    (this.config as { limits: Partial<BridgeConfig["limits"]> }).limits = limits;
     this.build();
   }
 
@@ -307,7 +316,7 @@ export class FakeBridge {
     this.delivery = new DeliveryService(this.config, this.store, this.bots, this.dms, this.views, this.presence, log, undefined, this.timing);
     const secrets = SecretBox.fromKey(Buffer.alloc(32, 7));
     this.mailboxes = new MailboxService(this.store, new Map<string, VoicemailGateway>(), this.delivery, secrets, log);
-    this.targets = new TargetService(this.store, this.bots, this.delivery, log);
+    this.targets = new TargetService(this.store, this.bots, this.delivery, log, this.config.limits);
   }
 
   async start(): Promise<void> {
@@ -316,6 +325,7 @@ export class FakeBridge {
 
   /** The bridge process ends (its workers stop where they are) and a new one starts over the same store. */
   async restart(): Promise<void> {
+    this.targets.stop();
     await this.delivery.stop();
     this.log = new FakeLog();
     this.build();
@@ -323,6 +333,7 @@ export class FakeBridge {
   }
 
   async stop(): Promise<void> {
+    this.targets.stop();
     await this.delivery.stop();
   }
 

@@ -337,6 +337,20 @@ describe(`store engine ${name}`, () => {
       assert.equal(await store.maxOutboxSeq(), 2);
     });
 
+    it("outboxTargetKeys: the distinct keys of one owner's waiting entries", async () => {
+      const main = '["main","@alice:localhost"]';
+      await store.addOutboxEntries([
+        entry("e1", 1),
+        entry("e2", 2),
+        entry("e3", 3, { targetKey: main }),
+        entry("e4", 4, { ownerId: "@bob:localhost", targetKey: '["main","@bob:localhost"]' }),
+      ]);
+      assert.deepEqual((await store.outboxTargetKeys("@alice:localhost")).sort(), [main, '["sys","@alice:localhost","carrier"]'].sort());
+      await store.removeOutboxEntries(["e3"]);
+      assert.deepEqual(await store.outboxTargetKeys("@alice:localhost"), ['["sys","@alice:localhost","carrier"]']);
+      assert.deepEqual(await store.outboxTargetKeys("@nobody:localhost"), []);
+    });
+
     it("acceptChange stores the state and the entries together", async () => {
       const state = mailboxState({ new: 7 });
       await store.acceptChange(state, [entry("e1", 1, { change: { kind: "new-message", current: state } })]);

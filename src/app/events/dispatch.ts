@@ -13,6 +13,8 @@ import type { MemberEvent } from "./types.js";
 export interface DispatchRoutes {
   bots: Pick<BotDirectory, "isBot">;
   membership: Pick<MembershipHandler, "onMembership">;
+  /** A room's power levels changed (room targets check their owner's power). */
+  onPowerLevels?(roomId: string): Promise<void>;
   /** Messages from anyone but the bridge's bots (commands). */
   onMessage(event: WeakEvent): Promise<void>;
   log: Logger;
@@ -48,5 +50,6 @@ export class EventDispatcher {
   private async route(event: WeakEvent): Promise<void> {
     if (event.type === "m.room.member" && typeof event.state_key === "string") await this.routes.membership.onMembership(event as MemberEvent);
     else if (event.type === "m.room.message" && !this.routes.bots.isBot(event.sender)) await this.routes.onMessage(event);
+    else if (event.type === "m.room.power_levels" && event.state_key === "") await this.routes.onPowerLevels?.(event.room_id);
   }
 }

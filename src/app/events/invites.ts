@@ -1,6 +1,8 @@
 /**
  * A bot was invited into a room. A user's 1:1 room becomes their DM with that bot; the main bot
- * also stays in other rooms (a room can become a notification target); a system bot leaves them.
+ * also stays in other rooms (a room can become a notification target), but not in one larger
+ * than `limits.maxRoomMembers`, nor beyond `limits.unusedRoomSeconds` unless it became a
+ * target; a system bot leaves them.
  */
 import { atLeast, permissionLevel } from "../../core/permissions.js";
 import type { Bot } from "../../matrix/bots.js";
@@ -27,6 +29,11 @@ export class InviteHandler {
     // The main bot also serves rooms as notification targets: only a direct invite makes a DM.
     const direct = bot === bots.main ? oneToOne && (event.content as { is_direct?: boolean }).is_direct === true : oneToOne;
     if (!direct) {
+      if (bot === bots.main && !this.deps.targets.invitedInto(event.room_id, others.size + 1)) {
+        await intent.leave(event.room_id, "This room is too large for voicemail notifications").catch(() => undefined);
+        log.info(`${bot.userId} left ${event.room_id} at once: ${others.size + 1} members is more than a target room may have`);
+        return;
+      }
       if (bot === bots.main) {
         // A room for notifications (a target): it is added from the user's DM, by someone allowed to.
         await intent.sendMessage(

@@ -12,7 +12,7 @@ export interface EventPartsDeps {
   store: Pick<VoicemailStore, "getDmRoomById">;
   bots: BotDirectory;
   dms: DmRooms;
-  targets: Pick<TargetService, "onMembership">;
+  targets: Pick<TargetService, "onMembership" | "invitedInto">;
   delivery: Pick<DeliveryService, "kickPerson">;
   log: Logger;
 }
