@@ -142,7 +142,8 @@ export class VoicemailBridge {
 
     await bridge.initialise();
     // Before anything acts as a bot: an Intent that thinks its bot unregistered tries to register it.
-    await bots.registerAll(this.log);
+    // A homeserver that is still starting, restarting or rate limiting is waited for, not a reason to exit.
+    await retryTransient("registering the bots", () => bots.registerAll(this.log), this.log);
     await bridge.listen(
       config.appservice.port,
       config.appservice.bindAddress,
@@ -159,8 +160,7 @@ export class VoicemailBridge {
     this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
     const pinged = pingHomeserver(bridge.getBot().getClient(), registration.id, this.log);
 
-    // A homeserver that is still starting, restarting or rate limiting is waited for, not a reason to exit.
-    await retryTransient("registering the bots and their profiles", () => bots.syncProfiles(this.log), this.log);
+    await retryTransient("setting the bots' profiles", () => bots.syncProfiles(this.log), this.log);
     await delivery.start();
     for (const gateway of this.gateways.values()) {
       await gateway.start();

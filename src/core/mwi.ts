@@ -27,10 +27,10 @@ export interface MessageInfo {
 }
 
 /**
- * Control characters (C0, DEL, C1) and bidirectional overrides/isolates/marks: a caller field
+ * Control characters (C0, DEL, C1), Unicode line and paragraph separators, and bidirectional overrides/isolates/marks: a caller field
  * from outside must not reorder or hide what a client shows next to it.
  */
-const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 /** A caller field as it may be shown: unsafe characters out, white space folded, bounded. */
 export function cleanCallerField(value: string): string | undefined {

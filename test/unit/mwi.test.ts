@@ -271,14 +271,14 @@ describe("caller fields from outside", () => {
     assert.deepEqual(change?.current.lastMessage, { ani: "+1555 0001 @room", dnis: "1001", duration: 4 });
   });
   it("a field that is nothing but such characters is left out", () => {
-    const change = applyUpdate(undefined, update({ ani: "\u200e\u200f", dnis: "1001" }));
+    const change = applyUpdate(undefined, update({ ani: "\u200e\u200f\u2028", dnis: "1001" }));
     assert.deepEqual(change?.current.lastMessage, { dnis: "1001" });
   });
   it("no output ever holds an unsafe character (property)", () => {
     fc.assert(
       fc.property(fc.string({ unit: "binary", maxLength: 80 }), (ani) => {
         const shown = applyUpdate(undefined, update({ ani }))?.current.lastMessage?.ani ?? "";
-        assert.doesNotMatch(shown, /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/);
+        assert.doesNotMatch(shown, /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
       }),
     );
   });
