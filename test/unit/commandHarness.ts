@@ -35,6 +35,8 @@ export class FakeGateway implements VoicemailGateway {
   readonly watched = new Map<string, MailboxCredentials | undefined>();
   readonly proofs: LinkRequest[] = [];
   accepts: (request: LinkRequest) => boolean = (r) => r.password === RIGHT_PASSWORD;
+  /** What a proof that is not accepted answers. */
+  refusal: Extract<LinkProof, { ok: false }> = { ok: false, reason: "the server refused the credentials" };
 
   constructor(readonly systemId: string) {}
 
@@ -47,7 +49,7 @@ export class FakeGateway implements VoicemailGateway {
 
   private async prove(request: LinkRequest): Promise<LinkProof> {
     this.proofs.push(request);
-    if (!this.accepts(request)) return { ok: false, reason: "the server refused the credentials (wrong password or auth user)" };
+    if (!this.accepts(request)) return this.refusal;
     const credentials = { username: request.authUser ?? request.mailbox, password: request.password ?? "" };
     if (!this.watched.has(request.mailbox)) this.watched.set(request.mailbox, credentials);
     return { ok: true, credentials, current: { systemId: this.systemId, mailbox: request.mailbox, counts: { waiting: true, new: 2, old: 1, urgentNew: 0, urgentOld: 0 }, receivedAt: Date.now() } };
@@ -67,6 +69,7 @@ export interface Sent {
   roomId: string;
   body: string;
   html: string;
+  mentions: unknown;
 }
 
 export class FakeBots implements RouterBots {
@@ -96,7 +99,7 @@ export class FakeBots implements RouterBots {
   intent(bot: Bot): RouterIntent {
     return {
       sendMessage: async (roomId, content) => {
-        this.sent.push({ bot: bot.userId, roomId, body: String(content.body), html: String(content.formatted_body) });
+        this.sent.push({ bot: bot.userId, roomId, body: String(content.body), html: String(content.formatted_body), mentions: content["m.mentions"] });
         return { event_id: `$sent${this.sent.length}` };
       },
       matrixClient: {

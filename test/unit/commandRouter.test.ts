@@ -96,13 +96,13 @@ describe("command router: secrets", () => {
     await w.send(ALICE, w.rooms.aliceCarrier, '!link --password my "hunter 2"');
     assert.equal(replies()[1], "That is not a mailbox number.");
     await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password wrong-one");
-    assert.equal(replies()[2], "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    assert.equal(replies()[2], "Could not link Carrier mailbox 1001: the server refused the credentials. Nothing was stored.");
     // A mailbox typed after the password may be part of it: not tried, not named.
     await w.send(ALICE, w.rooms.aliceCarrier, "!link carrier --password 12 3456");
     assert.match(replies()[3]!, /^Give the mailbox before --password, and put a password with spaces in quotes: !link /);
     // A password that holds the mailbox number does not hide the mailbox.
     await w.send(ALICE, w.rooms.aliceCarrier, "!link carrier 1001 --password Not-the-1001-one");
-    assert.equal(replies()[4], "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    assert.equal(replies()[4], "Could not link Carrier mailbox 1001: the server refused the credentials. Nothing was stored.");
     noReplyContains(["hunter", "wrong-one", "3456", "Not-the-1001-one"]);
   });
 

@@ -6,7 +6,7 @@
 import type { PermissionLevel } from "../../core/permissions.js";
 import type { MailboxService } from "../mailboxService.js";
 import type { ProfileService } from "../profileService.js";
-import { canonicalTimeZone, countsText, escapeHtml, renderMailboxList, type RenderedText } from "../../core/format.js";
+import { canonicalTimeZone, countsText, escapeHtml, formatSince, renderMailboxList, type RenderedText } from "../../core/format.js";
 import { MAILBOX_PATTERN } from "../../core/mwi.js";
 import { atLeast } from "../../core/permissions.js";
 import type { Bot } from "../../matrix/bots.js";
@@ -130,12 +130,18 @@ const link = defineCommand({
     if (!args.password) throw new CommandError(`${name} needs the mailbox's password: ${ctx.usage}`);
     // Known before the proof: a proof may leave a watch behind that only this link can justify.
     const watchedBefore = await ctx.mailboxes.isWatchWanted(systemId, mailbox);
-    const proof = await gateway.linking.prove({
+    const proof = await ctx.mailboxes.proveLink(systemId, {
       userId: ctx.sender,
       mailbox,
       password: args.password,
       ...(args["auth-user"] !== undefined ? { authUser: args["auth-user"] } : {}),
     });
+    if ("tooManyTriesUntil" in proof) {
+      // Rounded up: "after 09:42" must not be refused again at 09:42:10.
+      const after = Math.ceil(proof.tooManyTriesUntil / 60_000) * 60_000;
+      const tooMany = `Too many tries: try again after ${formatSince(after, Date.now(), await ctx.views.timeZone(ctx.sender))}.`;
+      throw new CommandError(tooMany, tooMany);
+    }
     if (!proof.ok) return text(`Could not link ${which}: ${proof.reason}. Nothing was stored.`);
     const outcome = await ctx.mailboxes.link(ctx.sender, systemId, mailbox, ctx.sender, {
       ...(proof.credentials ? { credentials: proof.credentials } : {}),

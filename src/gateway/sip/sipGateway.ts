@@ -39,17 +39,22 @@ const MAX_PARTY_CHARS = 64;
 
 export const NO_PASSWORD_CHECK = "this system does not check passwords: an admin must link it";
 
+/**
+ * What a user is told of a failed proof. A missing mailbox, a wrong password and any other
+ * refusal read the same: told apart, `!link` would tell who has which mailbox (the log has the
+ * server's answer for the admin).
+ */
+const REFUSED_CREDENTIALS = "the server refused the credentials";
+
 function failureText(result: Extract<SubscribeResult, { ok: false }>): string {
   switch (result.kind) {
     case "auth":
-      return "the server refused the credentials (wrong password or auth user)";
     case "not-found":
-      return "the server has no such mailbox";
+    case "rejected":
+      return REFUSED_CREDENTIALS;
     case "timeout":
     case "unreachable":
       return "the voice mail server could not be reached; try again later";
-    case "rejected":
-      return `the server refused the subscription (${result.status ?? "no status"} ${result.reason})`;
   }
 }
 
@@ -221,8 +226,10 @@ export class SipGateway implements VoicemailGateway {
     const result = await sub.start();
     if (!result.ok) {
       await sub.unsubscribe().catch(() => undefined);
-      this.host.log.info(`${this.systemId}: link of ${request.mailbox} for ${request.userId} refused: ${result.kind}`);
-      return { ok: false, reason: failureText(result) };
+      const answer = result.status !== undefined ? ` (${result.status} ${result.reason})` : "";
+      this.host.log.info(`${this.systemId}: link of ${request.mailbox} for ${request.userId} refused: ${result.kind}${answer}`);
+      const transient = result.kind === "timeout" || result.kind === "unreachable";
+      return { ok: false, reason: failureText(result), ...(transient ? { transient } : {}) };
     }
     if (!sub.authenticated) {
       await sub.unsubscribe().catch(() => undefined);
