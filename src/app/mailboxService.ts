@@ -151,6 +151,11 @@ export class MailboxService {
     return proof;
   }
 
+  /** Someone follows the mailbox (MWI on) who linked it with a password: their credentials can watch it. */
+  async followedWithPassword(systemId: string, mailbox: string): Promise<boolean> {
+    return (await this.store.linksForMailbox(systemId, mailbox)).some((l) => l.mwiEnabled && l.sealedCredentials !== undefined);
+  }
+
   /** Some link of the mailbox has MWI on: the gateway watches it for them. */
   async isWatchWanted(systemId: string, mailbox: string): Promise<boolean> {
     return (await this.store.linksForMailbox(systemId, mailbox)).some((l) => l.mwiEnabled);

@@ -131,8 +131,8 @@ export interface World {
   router: CommandRouter;
   log: MemoryLog;
   metrics: { command: string; outcome: string }[];
-  /** Alice's DMs with the main bot and the carrier bot, Bob's with the carrier bot. */
-  rooms: { aliceMain: string; aliceCarrier: string; bobCarrier: string; elsewhere: string };
+  /** Alice's DMs with the main bot and the carrier bot, Bob's and the admin's with the carrier bot. */
+  rooms: { aliceMain: string; aliceCarrier: string; bobCarrier: string; adminCarrier: string; elsewhere: string };
   send(sender: string, roomId: string, body: string, extra?: Record<string, unknown>): Promise<RoomEvent>;
   close(): Promise<void>;
 }
@@ -168,11 +168,12 @@ export async function world(options: { commands?: readonly Command[]; store?: (s
     ...(options.commands ? { commands: options.commands } : {}),
   });
   let closed = false;
-  const rooms = { aliceMain: "!alice-main:localhost", aliceCarrier: "!alice-carrier:localhost", bobCarrier: "!bob-carrier:localhost", elsewhere: "!public:localhost" };
+  const rooms = { aliceMain: "!alice-main:localhost", aliceCarrier: "!alice-carrier:localhost", bobCarrier: "!bob-carrier:localhost", adminCarrier: "!admin-carrier:localhost", elsewhere: "!public:localhost" };
   const dm = (userId: string, bot: Bot, roomId: string) => store.saveDmRoom({ userId, botUserId: bot.userId, roomId, userJoined: true, createdAt: 1 });
   await dm(ALICE, bots.main, rooms.aliceMain);
   await dm(ALICE, bots.carrier, rooms.aliceCarrier);
   await dm(BOB, bots.carrier, rooms.bobCarrier);
+  await dm(ADMIN, bots.carrier, rooms.adminCarrier);
   return {
     store,
     gateway,

@@ -5,7 +5,7 @@ import { defineCommand, type ArgsOf } from "../../src/app/commands/declare.js";
 import { COMMANDS, type CommandContext } from "../../src/app/commands/commands.js";
 import type { MailboxCredentials } from "../../src/gateway/gateway.js";
 import type { VoicemailStore } from "../../src/store/store.js";
-import { ALICE, BOB, RIGHT_PASSWORD, world, type World } from "./commandHarness.js";
+import { ADMIN, ALICE, BOB, RIGHT_PASSWORD, world, type World } from "./commandHarness.js";
 
 let w: World;
 afterEach(async () => w?.close());
@@ -228,5 +228,34 @@ describe("!link tries are limited (issue 8: !link as a password oracle)", () => 
     for (let i = 0; i < 6; i++) await w.send(ALICE, w.rooms.aliceCarrier, "!link 2002 --password whatever");
     assert.equal(lastReply(), "Could not link Carrier mailbox 2002: the voice mail server could not be reached; try again later. Nothing was stored.");
     assert.equal(w.gateway.proofs.length, 12);
+  });
+});
+
+describe("!admin link says what the user will get (issue 8: admin links on SIP systems)", () => {
+  const adminLink = async (user: string) => {
+    await w.send(ADMIN, w.rooms.adminCarrier, `!admin link ${user} carrier 1001`);
+    return w.bots.sent.filter((s) => s.roomId === w.rooms.adminCarrier).at(-1)?.body;
+  };
+  const noCredentials = "This system has no credentials for admin links: the user gets MWI only while someone who linked it with a password follows it";
+
+  it("a system without credentials, nobody following with a password: told so, with what to do", async () => {
+    w = await world();
+    assert.equal(
+      await adminLink(BOB),
+      `Linked Carrier mailbox 1001 to ${BOB}. ${noCredentials}; nobody does now (give the system credentials in its config, or have the user link it with !link and its password).`,
+    );
+  });
+
+  it("a system without credentials, someone following with a password: told that MWI lasts while they do", async () => {
+    w = await world();
+    await w.send(ALICE, w.rooms.aliceCarrier, `!link 1001 --password ${RIGHT_PASSWORD}`);
+    assert.equal(await adminLink(BOB), `Linked Carrier mailbox 1001 to ${BOB}. ${noCredentials}; someone does now.`);
+    assert.equal(await adminLink(BOB), `${BOB} already has Carrier mailbox 1001. ${noCredentials}; someone does now.`);
+  });
+
+  it("a system with credentials of its own: watched with them", async () => {
+    w = await world();
+    Object.assign(w.gateway.watching, { systemCredentials: true });
+    assert.equal(await adminLink(BOB), `Linked Carrier mailbox 1001 to ${BOB}: watched with the system's credentials.`);
   });
 });

@@ -267,6 +267,20 @@ const target = defineCommand({
   },
 });
 
+/**
+ * What a user linked by an admin (without a password) gets from a system that MWI comes from
+ * only when asked for (SIP): the admin must know, the user would otherwise silently get nothing.
+ */
+async function adminLinkGets(ctx: CommandContext, systemId: string, mailbox: string): Promise<string> {
+  const watching = ctx.mailboxes.gateway(systemId)?.watching;
+  if (!watching) return ".";
+  if (watching.systemCredentials) return ": watched with the system's credentials.";
+  const now = (await ctx.mailboxes.followedWithPassword(systemId, mailbox))
+    ? "someone does now"
+    : "nobody does now (give the system credentials in its config, or have the user link it with !link and its password)";
+  return `. This system has no credentials for admin links: the user gets MWI only while someone who linked it with a password follows it; ${now}.`;
+}
+
 const admin = defineCommand({
   name: "admin",
   summary: "link or unlink a mailbox for any user",
@@ -283,8 +297,8 @@ const admin = defineCommand({
     }
     const welcome = text(`Mailbox ${mailbox} of ${name} is now linked to your account. Its message waiting indication will show here. Say !help for commands.`);
     const outcome = await ctx.mailboxes.link(user, systemId, mailbox, ctx.sender, { welcome });
-    if (outcome === "already-linked") return text(`${user} already has ${name} mailbox ${mailbox}.`);
-    return text(`Linked ${name} mailbox ${mailbox} to ${user}.`);
+    const done = outcome === "already-linked" ? `${user} already has ${name} mailbox ${mailbox}` : `Linked ${name} mailbox ${mailbox} to ${user}`;
+    return text(`${done}${await adminLinkGets(ctx, systemId, mailbox)}`);
   },
 });
 

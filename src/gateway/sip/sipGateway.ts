@@ -109,10 +109,7 @@ function messageFromSummary(summary: MessageSummary): MessageInfo | undefined {
 
 export class SipGateway implements VoicemailGateway {
   readonly linking: LinkingCapability = { prove: (request) => this.proveLink(request) };
-  readonly watching: WatchingCapability = {
-    watch: (mailbox, credentials) => this.watch(mailbox, credentials),
-    unwatch: (mailbox) => this.unwatch(mailbox),
-  };
+  readonly watching: WatchingCapability;
   /** `!mwi off` ends the subscription (the mailbox stays linked); `!mwi on` subscribes again. */
   readonly upstreamMwi: UpstreamMwiCapability = {
     switchOn: (mailbox, credentials) => this.watch(mailbox, credentials),
@@ -137,6 +134,11 @@ export class SipGateway implements VoicemailGateway {
     if (sources.problems.length) throw new Error(`SIP system ${system.id}: ${sources.problems.join("; ")}`);
     this.allowedSources = sources.list;
     this.noise = rateLimitedLog((line) => host.log.warn(line));
+    this.watching = {
+      watch: (mailbox, credentials) => this.watch(mailbox, credentials),
+      unwatch: (mailbox) => this.unwatch(mailbox),
+      systemCredentials: system.sip.credentials !== undefined,
+    };
   }
 
   get systemId(): string {
@@ -197,12 +199,24 @@ export class SipGateway implements VoicemailGateway {
     return this.ua?.localAddress;
   }
 
-  private subscription(mailbox: string, credentials: MailboxCredentials): Subscription {
+  /**
+   * The system's own credentials for a mailbox, if it has some. Its account, not the mailbox, is
+   * who subscribes (From): Asterisk finds the endpoint by the From user.
+   */
+  private systemCredentials(mailbox: string): { credentials: MailboxCredentials; from: string } | undefined {
+    const own = this.system.sip.credentials;
+    if (!own) return undefined;
+    const username = own.username.replaceAll("{mailbox}", mailbox);
+    return { credentials: { username, password: own.password }, from: `sip:${username}@${this.domain}` };
+  }
+
+  private subscription(mailbox: string, credentials: MailboxCredentials, fromUri?: string): Subscription {
     if (!this.ua) throw new Error(`SIP system ${this.systemId} is not started`);
     const { server } = this.system.sip;
     return this.ua.subscribe({
       target: { host: server.host, port: server.port, transport: server.transport },
       uri: `sip:${mailbox}@${this.domain}`,
+      ...(fromUri !== undefined ? { fromUri } : {}),
       username: credentials.username,
       password: credentials.password,
       expires: this.system.sip.expires,
@@ -246,18 +260,22 @@ export class SipGateway implements VoicemailGateway {
   }
 
   /**
-   * Subscribes with the stored credentials. Resolves once the first NOTIFY's counts are stored,
-   * the subscription failed, or FIRST_NOTIFY_TIMEOUT_MS passed: whoever shows the counts next
+   * Subscribes with the stored credentials (a user's, who linked the mailbox with a password),
+   * else with the system's own. Resolves once the first NOTIFY's counts are stored, the
+   * subscription failed, or FIRST_NOTIFY_TIMEOUT_MS passed: whoever shows the counts next
    * (`!mwi on`) shows fresh ones, not those from before MWI was switched off.
    */
   private async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
     this.linked.add(mailbox);
     if (this.subscriptions.has(mailbox)) return;
-    if (!credentials) {
-      this.host.log.warn(`${this.systemId}: cannot watch ${mailbox}: no stored credentials (link it again with !link)`);
+    const own = credentials ? undefined : this.systemCredentials(mailbox);
+    if (!credentials && !own) {
+      this.host.log.warn(
+        `${this.systemId}: cannot watch ${mailbox}: nobody who follows it linked it with a password, and the system has no sip.credentials (its users get no MWI until one links it with !link)`,
+      );
       return;
     }
-    const sub = this.subscription(mailbox, credentials);
+    const sub = credentials ? this.subscription(mailbox, credentials) : this.subscription(mailbox, own!.credentials, own!.from);
     let reported!: () => void;
     const firstReport = new Promise<void>((resolve) => (reported = resolve));
     this.adopt(mailbox, sub, reported);
