@@ -251,3 +251,16 @@ describe("command router: dedupe, permissions, metrics, order", () => {
     assert.deepEqual(replies(), ["No, because 42.", "I could not read that !refuses, and I do not repeat it because it carried a password. Usage: !refuses"]);
   });
 });
+
+describe("command router: replies ping nobody (issue 8: m.mentions)", () => {
+  it('every reply, refusal and warning sets "m.mentions": {}', async () => {
+    w = await world();
+    w.bots.cannotRedact.add(w.bots.carrier.userId);
+    await w.send(ALICE, w.rooms.aliceCarrier, "!help");
+    await w.send(ALICE, w.rooms.aliceCarrier, "!target add @room");
+    await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password wrong-one");
+    await w.send(ALICE, w.rooms.elsewhere, "!link 1001 --password wrong-two");
+    assert.ok(w.bots.sent.length >= 5, `replies: ${w.bots.sent.map((s) => s.body).join(" | ")}`);
+    for (const s of w.bots.sent) assert.deepEqual(s.mentions, {}, s.body);
+  });
+});
