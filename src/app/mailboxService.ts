@@ -5,18 +5,23 @@
 import type { Logger } from "matrix-appservice-bridge";
 import type { RenderedText } from "../core/format.js";
 import { applyUpdate, type MwiUpdate } from "../core/mwi.js";
-import type { MailboxCredentials, VoicemailGateway } from "../gateway/gateway.js";
+import type { LinkProof, LinkRequest, MailboxCredentials, VoicemailGateway } from "../gateway/gateway.js";
 import type { DeliveryService } from "../delivery/deliveryService.js";
 import type { TargetKey } from "../delivery/targets.js";
 import type { SecretBox } from "../store/secretBox.js";
 import type { MailboxLink, OutboxEntry, VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
+import { DEFAULT_LINK_LIMITS, LinkAttempts, type LinkLimits } from "./linkAttempts.js";
 
 export type LinkOutcome = "linked" | "already-linked";
 
+/** A proof, or none made: too many failed tries, and when the next one may start. */
+export type LinkTry = LinkProof | { ok: false; tooManyTriesUntil: number };
+
 export class MailboxService {
   private readonly mailboxQueue = new KeyedQueue();
+  private readonly linkAttempts: LinkAttempts;
 
   constructor(
     private readonly store: VoicemailStore,
@@ -25,7 +30,11 @@ export class MailboxService {
     private readonly secrets: SecretBox,
     private readonly log: Logger,
     private readonly metrics?: VoicemailMetrics,
-  ) {}
+    linkLimits: LinkLimits = DEFAULT_LINK_LIMITS,
+    now: () => number = Date.now,
+  ) {
+    this.linkAttempts = new LinkAttempts(linkLimits, now);
+  }
 
   gateway(systemId: string): VoicemailGateway | undefined {
     return this.gateways.get(systemId);
@@ -115,6 +124,36 @@ export class MailboxService {
     this.log.info(`${linkedBy} linked ${systemId}/${mailbox} to ${userId}`);
     await this.resync(userId, systemId, mailbox, options.welcome);
     return "linked";
+  }
+
+  /**
+   * Asks the system whether the user's credentials open the mailbox, unless the user or the
+   * mailbox has failed too often of late (linkAttempts.ts). A proof that succeeded, or that got
+   * no verdict (the server was not reached), does not count. The gateway logs its own refusals.
+   */
+  async proveLink(systemId: string, request: LinkRequest): Promise<LinkTry> {
+    const linking = this.gateways.get(systemId)?.linking;
+    if (!linking) throw new Error(`system ${systemId} has no self-service linking`);
+    const start = this.linkAttempts.begin(request.userId, systemId, request.mailbox);
+    if (!start.ok) {
+      const whose = start.limit === "user" ? "the user's" : "the mailbox's";
+      this.log.info(`${systemId}: link of ${request.mailbox} for ${request.userId} refused: too many failed tries (${whose} limit) until ${new Date(start.until).toISOString()}`);
+      return { ok: false, tooManyTriesUntil: start.until };
+    }
+    let proof: LinkProof;
+    try {
+      proof = await linking.prove(request);
+    } catch (err) {
+      start.attempt.forget();
+      throw err;
+    }
+    if (proof.ok || proof.transient) start.attempt.forget();
+    return proof;
+  }
+
+  /** Someone follows the mailbox (MWI on) who linked it with a password: their credentials can watch it. */
+  async followedWithPassword(systemId: string, mailbox: string): Promise<boolean> {
+    return (await this.store.linksForMailbox(systemId, mailbox)).some((l) => l.mwiEnabled && l.sealedCredentials !== undefined);
   }
 
   /** Some link of the mailbox has MWI on: the gateway watches it for them. */

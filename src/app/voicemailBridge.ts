@@ -117,7 +117,7 @@ export class VoicemailBridge {
     const presence = new PresenceTracker(() => bots.intent(bots.main));
     const delivery = (this.delivery = new DeliveryService(config, store, bots, dms, views, presence, new Logger("Delivery"), metrics));
     const secrets = SecretBox.fromConfig(config.encryption);
-    const mailboxes = new MailboxService(store, this.gateways, delivery, secrets, new Logger("Mailboxes"), metrics);
+    const mailboxes = new MailboxService(store, this.gateways, delivery, secrets, new Logger("Mailboxes"), metrics, config.linkLimits);
     const targets = new TargetService(store, bots, delivery, new Logger("Targets"), config.limits);
     handler = new EventHandler({ config, store, bots, dms, mailboxes, views, targets, delivery, presence, userQueue, log: new Logger("Events"), ...(metrics ? { metrics } : {}) });
 

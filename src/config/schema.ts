@@ -114,6 +114,18 @@ export const configSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /** Failed `!link` tries allowed per user and per mailbox (kept in memory: a restart forgets them). */
+    linkLimits: DefaultedBlock(
+      Type.Object(
+        {
+          userFailures: Defaulted(Type.Integer({ minimum: 1, maximum: 1000 }), 5),
+          userWindowMinutes: Defaulted(Type.Integer({ minimum: 1, maximum: 10_080 }), 15),
+          mailboxFailures: Defaulted(Type.Integer({ minimum: 1, maximum: 1000 }), 5),
+          mailboxWindowMinutes: Defaulted(Type.Integer({ minimum: 1, maximum: 10_080 }), 60),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     metrics: DefaultedBlock(Type.Object({ enabled: Defaulted(Type.Boolean(), true) }, { additionalProperties: false })),
     /** Bounds on what one user (or anyone who invites the main bot) can make the bridge do. */
     limits: DefaultedBlock(

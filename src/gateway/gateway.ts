@@ -26,7 +26,8 @@ export interface MailboxCredentials {
 
 export type LinkProof =
   | { ok: true; current?: MwiUpdate; credentials?: MailboxCredentials }
-  | { ok: false; reason: string };
+  /** `transient`: no verdict on the credentials (the server was not reached): not counted as a failed try. */
+  | { ok: false; reason: string; transient?: boolean };
 
 /** What a gateway calls back into. */
 export interface GatewayHost {
@@ -46,6 +47,8 @@ export interface WatchingCapability {
   /** With the credentials a link stored, if any; resolves once the first report is in (or given up). */
   watch(mailbox: string, credentials?: MailboxCredentials): Promise<void>;
   unwatch(mailbox: string): Promise<void>;
+  /** The system has credentials of its own: a mailbox linked without a password (by an admin) is watched too. */
+  readonly systemCredentials?: boolean;
 }
 
 /** `!mwi off` reaches the voice mail system, not only the bridge's delivery. */

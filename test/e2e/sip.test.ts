@@ -18,9 +18,13 @@ import { botMessages, requireTestbed, sleep, World, type User } from "./world.js
 
 const OFFICE_BOT = "@vm_office:localhost";
 const PBX_BOT = "@vm_pbxtcp:localhost";
+const FRONTDESK_BOT = "@vm_frontdesk:localhost";
 const PASSWORD_1001 = "Sip-1001-Secret-pw";
 const PASSWORD_1002 = "Sip-1002-Secret-pw";
 const WRONG_PASSWORD = "Not-The-1001-Password";
+const PASSWORD_1003 = "Sip-1003-Secret-pw";
+/** The bridge's own PBX account (endpoint mwibridge), for mailboxes an admin linked. */
+const SYSTEM_PASSWORD = "Bridge-Account-Secret-pw";
 /** "Nothing happened" is judged over this window. */
 const QUIET_MS = 2_500;
 /** A voicemail must reach Matrix this fast once Asterisk has stored it. */
@@ -69,12 +73,18 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
       mailboxes: [
         { mailbox: "1001", password: PASSWORD_1001 },
         { mailbox: "1002", password: PASSWORD_1002, authUser: "alice1002" },
+        { mailbox: "1003", password: PASSWORD_1003 },
+        // An endpoint of its own for the bridge: Asterisk lets an endpoint with allow_subscribe
+        // subscribe to the mailboxes of any AOR.
+        { mailbox: "mwibridge", password: SYSTEM_PASSWORD },
       ],
     });
     timings.push(`asterisk started in ${Date.now() - t0} ms`);
     const udpLocal = await freeSipPort();
     let tcpLocal = await freeSipPort();
     while (tcpLocal === udpLocal) tcpLocal = await freeSipPort();
+    let frontdeskLocal = await freeSipPort();
+    while (frontdeskLocal === udpLocal || frontdeskLocal === tcpLocal) frontdeskLocal = await freeSipPort();
     const spool = { dir: asterisk.spoolDir, context: "default" };
     t0 = Date.now();
     try {
@@ -109,6 +119,18 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
               asteriskSpool: spool,
             },
           },
+          {
+            id: "frontdesk",
+            name: "Front Desk",
+            botLocalpart: "vm_frontdesk",
+            kind: "sip",
+            sip: {
+              server: { host: "127.0.0.1", port: sipPort, transport: "udp" },
+              local: { bindAddress: "127.0.0.1", port: frontdeskLocal },
+              credentials: { username: "mwibridge", password: SYSTEM_PASSWORD },
+              expires: 60,
+            },
+          },
         ],
       });
     } catch (err) {
@@ -129,6 +151,8 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
   });
 
   const w = () => world!;
+  let admin: User | undefined;
+  const adminUser = async () => (admin ??= await w().user("admin"));
   const ast = () => asterisk!;
   const linksDb = () => {
     const file = join(w().dir, "data", "links.db");
@@ -167,7 +191,7 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
     assert.equal(reply.getContent().msgtype, "m.notice");
     assert.match(
       reply.getContent().body,
-      /^Could not link Office Voicemail mailbox 1001: the server refused the credentials \(wrong password or auth user\)\. Nothing was stored\.$/,
+      /^Could not link Office Voicemail mailbox 1001: the server refused the credentials\. Nothing was stored\.$/,
     );
     await assertLastUserMessageRedacted(officeRoom, OFFICE_BOT);
     assert.match((await world.command(alice, officeRoom, OFFICE_BOT, "!list")).getContent().body, /You have no linked mailboxes/);
@@ -217,6 +241,7 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
     const content = message.getContent();
     t.diagnostic(`message: ${JSON.stringify(content.body)}`);
     assert.equal(content.msgtype, "m.text", "a new voicemail must notify the phone");
+    assert.deepEqual(content["m.mentions"], {}, "the caller's number or name in the body pings nobody");
     assert.match(content.body, /^New voicemail in Office Voicemail mailbox 1001: 1 new, 0 old$/m);
     assert.match(content.body, /Last message from \+15551234567, to \+15557654321/);
     assert.match(content.body, /Dial \*97 to listen/);
@@ -417,12 +442,78 @@ describe("SIP MWI (RFC 3842) against a real Asterisk", { timeout: 600_000 }, () 
     await waitUntil("the subscription of 1002 to end in Asterisk", async () => (await subscribed("1002")).length === 0, 5_000);
   });
 
+  it("(10) a system with credentials of its own keeps watching an admin-linked mailbox after the last self-linked user unlinks", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const admin = await adminUser();
+    const bob = await world.user("bob");
+    const adminRoom = await world.openDm(admin, FRONTDESK_BOT);
+    const aliceRoom = await world.openDm(alice, FRONTDESK_BOT);
+    const linked = await world.command(alice, aliceRoom, FRONTDESK_BOT, `!link 1003 --password ${PASSWORD_1003}`);
+    assert.match(linked.getContent().body, /^Linked Front Desk mailbox 1003: 0 new, 0 old\.$/);
+    const [own] = await waitUntil("Asterisk to list the subscription of 1003", async () => {
+      const s = await subscribed("1003");
+      return s.length === 1 ? s : undefined;
+    }, 5_000);
+
+    const bobRoom = world.acceptDmFrom(bob, FRONTDESK_BOT);
+    const reply = await world.command(admin, adminRoom, FRONTDESK_BOT, `!admin link ${bob.userId} 1003`);
+    assert.equal(reply.getContent().body, `Linked Front Desk mailbox 1003 to ${bob.userId}: watched with the system's credentials.`);
+    const room = await bobRoom;
+
+    assert.match((await world.command(alice, aliceRoom, FRONTDESK_BOT, "!unlink 1003")).getContent().body, /^Unlinked Front Desk mailbox 1003\.$/);
+    const [system] = await waitUntil("a subscription of 1003 with the system's account", async () => {
+      const s = await subscribed("1003");
+      return s.length === 1 && s[0]!.callId !== own!.callId ? s : undefined;
+    }, 10_000);
+    t.diagnostic(`Call-ID with Alice's credentials ${own!.callId}, with the system's ${system!.callId}`);
+    assert.match(world.bridge.log(), new RegExp(`SUBSCRIBE sip:1003@127\\.0\\.0\\.1 \\(CSeq \\d+ SUBSCRIBE, Call-ID ${system!.callId}\\)`));
+
+    const next = waitForEvent(bob.client, room, (e) => e.getSender() === FRONTDESK_BOT && /New voicemail in Front Desk mailbox 1003: 1 new/.test(e.getContent().body ?? ""), ARRIVAL_MS);
+    await ast().leaveVoicemail("1003", { number: "+15554443333" }, { seconds: 1 });
+    const message = await next;
+    assert.equal(message.getContent().msgtype, "m.text");
+    assert.deepEqual(message.getContent()["m.mentions"], {});
+  });
+
+  it("(10b) a system without credentials: !admin link says the user gets MWI only while someone who linked it with a password follows it", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const admin = await adminUser();
+    const adminRoom = await world.openDm(admin, OFFICE_BOT);
+    // Alice unlinked 1001 in (8): nobody follows it with a password now.
+    const reply = await world.command(admin, adminRoom, OFFICE_BOT, "!admin link @bob:localhost 1001");
+    assert.equal(
+      reply.getContent().body,
+      "Linked Office Voicemail mailbox 1001 to @bob:localhost. This system has no credentials for admin links: the user gets MWI only while someone who linked it with a password follows it; " +
+        "nobody does now (give the system credentials in its config, or have the user link it with !link and its password).",
+    );
+    assert.match(world.bridge.log(), /office: cannot watch 1001: nobody who follows it linked it with a password, and the system has no sip\.credentials/);
+    assert.deepEqual(await subscribed("1001"), [], "no credentials, no subscription");
+    assert.match((await world.command(admin, adminRoom, OFFICE_BOT, "!admin unlink @bob:localhost 1001")).getContent().body, /^Unlinked Office Voicemail mailbox 1001 from @bob:localhost\.$/);
+  });
+
+  it("(11) !link is no oracle: a missing mailbox reads like a wrong password, and the 6th failure is not tried", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const carol = await world.user("carol");
+    const room = await world.openDm(carol, OFFICE_BOT);
+    const replies: string[] = [];
+    for (const mailbox of ["1001", "4242", "4243", "4244", "4245"]) {
+      replies.push((await world.command(carol, room, OFFICE_BOT, `!link ${mailbox} --password ${WRONG_PASSWORD}`)).getContent().body as string);
+    }
+    assert.deepEqual(replies.map((r) => r.replace(/mailbox \d+/, "mailbox N")), Array(5).fill("Could not link Office Voicemail mailbox N: the server refused the credentials. Nothing was stored."));
+    const sixth = await world.command(carol, room, OFFICE_BOT, `!link 4246 --password ${WRONG_PASSWORD}`);
+    assert.match(sixth.getContent().body, /^Too many tries: try again after \d\d:\d\d\.$/);
+    const log = world.bridge.log();
+    assert.doesNotMatch(log, /SUBSCRIBE sip:4246@/, "the server is not asked: its fail2ban sees no 6th failure");
+    assert.equal(log.match(/link of (1001|424\d) for @carol:localhost refused: /g)?.length, 6, "each refusal is one log line");
+    assert.match(log, /office: link of 4246 for @carol:localhost refused: too many failed tries \(the user's limit\)/);
+  });
+
   it("never writes a mailbox password into its log", async (t) => {
     if (!world) return t.skip("no test bed");
     const log = world.bridge.log();
     assert.ok(log.length > 1000, "the log has content");
     assert.match(log, /sip: user agent listening/, "the log is the SIP-enabled bridge's");
-    for (const secret of [PASSWORD_1001, PASSWORD_1002, WRONG_PASSWORD]) {
+    for (const secret of [PASSWORD_1001, PASSWORD_1002, PASSWORD_1003, SYSTEM_PASSWORD, WRONG_PASSWORD]) {
       assert.ok(!log.includes(secret), `the log must not contain a password (${secret.slice(0, 4)}…)`);
     }
   });

@@ -35,6 +35,8 @@ export class FakeGateway implements VoicemailGateway {
   readonly watched = new Map<string, MailboxCredentials | undefined>();
   readonly proofs: LinkRequest[] = [];
   accepts: (request: LinkRequest) => boolean = (r) => r.password === RIGHT_PASSWORD;
+  /** What a proof that is not accepted answers. */
+  refusal: Extract<LinkProof, { ok: false }> = { ok: false, reason: "the server refused the credentials" };
 
   constructor(readonly systemId: string) {}
 
@@ -47,7 +49,7 @@ export class FakeGateway implements VoicemailGateway {
 
   private async prove(request: LinkRequest): Promise<LinkProof> {
     this.proofs.push(request);
-    if (!this.accepts(request)) return { ok: false, reason: "the server refused the credentials (wrong password or auth user)" };
+    if (!this.accepts(request)) return this.refusal;
     const credentials = { username: request.authUser ?? request.mailbox, password: request.password ?? "" };
     if (!this.watched.has(request.mailbox)) this.watched.set(request.mailbox, credentials);
     return { ok: true, credentials, current: { systemId: this.systemId, mailbox: request.mailbox, counts: { waiting: true, new: 2, old: 1, urgentNew: 0, urgentOld: 0 }, receivedAt: Date.now() } };
@@ -67,6 +69,7 @@ export interface Sent {
   roomId: string;
   body: string;
   html: string;
+  mentions: unknown;
 }
 
 export class FakeBots implements RouterBots {
@@ -101,7 +104,7 @@ export class FakeBots implements RouterBots {
       sendMessage: async (roomId, content) => {
         const failure = this.failSends.shift();
         if (failure) throw failure;
-        this.sent.push({ bot: bot.userId, roomId, body: String(content.body), html: String(content.formatted_body) });
+        this.sent.push({ bot: bot.userId, roomId, body: String(content.body), html: String(content.formatted_body), mentions: content["m.mentions"] });
         return { event_id: `$sent${this.sent.length}` };
       },
       matrixClient: {
@@ -133,8 +136,8 @@ export interface World {
   router: CommandRouter;
   log: MemoryLog;
   metrics: { command: string; outcome: string }[];
-  /** Alice's DMs with the main bot and the carrier bot, Bob's with the carrier bot. */
-  rooms: { aliceMain: string; aliceCarrier: string; bobCarrier: string; elsewhere: string };
+  /** Alice's DMs with the main bot and the carrier bot, Bob's and the admin's with the carrier bot. */
+  rooms: { aliceMain: string; aliceCarrier: string; bobCarrier: string; adminCarrier: string; elsewhere: string };
   send(sender: string, roomId: string, body: string, extra?: Record<string, unknown>): Promise<RoomEvent>;
   close(): Promise<void>;
 }
@@ -170,11 +173,12 @@ export async function world(options: { commands?: readonly Command[]; store?: (s
     ...(options.commands ? { commands: options.commands } : {}),
   });
   let closed = false;
-  const rooms = { aliceMain: "!alice-main:localhost", aliceCarrier: "!alice-carrier:localhost", bobCarrier: "!bob-carrier:localhost", elsewhere: "!public:localhost" };
+  const rooms = { aliceMain: "!alice-main:localhost", aliceCarrier: "!alice-carrier:localhost", bobCarrier: "!bob-carrier:localhost", adminCarrier: "!admin-carrier:localhost", elsewhere: "!public:localhost" };
   const dm = (userId: string, bot: Bot, roomId: string) => store.saveDmRoom({ userId, botUserId: bot.userId, roomId, userJoined: true, createdAt: 1 });
   await dm(ALICE, bots.main, rooms.aliceMain);
   await dm(ALICE, bots.carrier, rooms.aliceCarrier);
   await dm(BOB, bots.carrier, rooms.bobCarrier);
+  await dm(ADMIN, bots.carrier, rooms.adminCarrier);
   return {
     store,
     gateway,

@@ -96,13 +96,13 @@ describe("command router: secrets", () => {
     await w.send(ALICE, w.rooms.aliceCarrier, '!link --password my "hunter 2"');
     assert.equal(replies()[1], "That is not a mailbox number.");
     await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password wrong-one");
-    assert.equal(replies()[2], "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    assert.equal(replies()[2], "Could not link Carrier mailbox 1001: the server refused the credentials. Nothing was stored.");
     // A mailbox typed after the password may be part of it: not tried, not named.
     await w.send(ALICE, w.rooms.aliceCarrier, "!link carrier --password 12 3456");
     assert.match(replies()[3]!, /^Give the mailbox before --password, and put a password with spaces in quotes: !link /);
     // A password that holds the mailbox number does not hide the mailbox.
     await w.send(ALICE, w.rooms.aliceCarrier, "!link carrier 1001 --password Not-the-1001-one");
-    assert.equal(replies()[4], "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    assert.equal(replies()[4], "Could not link Carrier mailbox 1001: the server refused the credentials. Nothing was stored.");
     noReplyContains(["hunter", "wrong-one", "3456", "Not-the-1001-one"]);
   });
 
@@ -258,5 +258,18 @@ describe("command router: dedupe, permissions, metrics, order", () => {
     await w.send(ALICE, w.rooms.aliceCarrier, "!refuses");
     await w.send(ALICE, w.rooms.aliceCarrier, "!refuses --password 42secret");
     assert.deepEqual(replies(), ["No, because 42.", "I could not read that !refuses, and I do not repeat it because it carried a password. Usage: !refuses"]);
+  });
+});
+
+describe("command router: replies ping nobody (issue 8: m.mentions)", () => {
+  it('every reply, refusal and warning sets "m.mentions": {}', async () => {
+    w = await world();
+    w.bots.cannotRedact.add(w.bots.carrier.userId);
+    await w.send(ALICE, w.rooms.aliceCarrier, "!help");
+    await w.send(ALICE, w.rooms.aliceCarrier, "!target add @room");
+    await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password wrong-one");
+    await w.send(ALICE, w.rooms.elsewhere, "!link 1001 --password wrong-two");
+    assert.ok(w.bots.sent.length >= 5, `replies: ${w.bots.sent.map((s) => s.body).join(" | ")}`);
+    for (const s of w.bots.sent) assert.deepEqual(s.mentions, {}, s.body);
   });
 });

@@ -5,7 +5,7 @@ import { defineCommand, type ArgsOf } from "../../src/app/commands/declare.js";
 import { COMMANDS, type CommandContext } from "../../src/app/commands/commands.js";
 import type { MailboxCredentials } from "../../src/gateway/gateway.js";
 import type { VoicemailStore } from "../../src/store/store.js";
-import { ALICE, RIGHT_PASSWORD, world, type World } from "./commandHarness.js";
+import { ADMIN, ALICE, BOB, RIGHT_PASSWORD, world, type World } from "./commandHarness.js";
 
 let w: World;
 afterEach(async () => w?.close());
@@ -168,7 +168,94 @@ describe("!link (issue 7)", () => {
   it("a wrong password stores nothing", async () => {
     w = await world();
     await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password not-it");
-    assert.equal(lastReply(), "Could not link Carrier mailbox 1001: the server refused the credentials (wrong password or auth user). Nothing was stored.");
+    assert.equal(lastReply(), "Could not link Carrier mailbox 1001: the server refused the credentials. Nothing was stored.");
     assert.deepEqual(await w.store.listLinks(ALICE), []);
+  });
+});
+
+describe("!link tries are limited (issue 8: !link as a password oracle)", () => {
+  const carrierReplies = (room: string) => w.bots.sent.filter((s) => s.roomId === room).map((s) => s.body);
+  /** "09:42" for a try that may start again at `untilFrom`..`untilTo` (rounded up to the minute), in UTC. */
+  const afterTimes = (from: number, to: number) =>
+    [from, to].map((t) => new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", hour: "2-digit", minute: "2-digit" }).format(new Date(Math.ceil(t / 60_000) * 60_000)));
+
+  it("5 failures of a user in 15 minutes: the 6th try is refused with the time to try again, the server is not asked, and each refusal is logged", async () => {
+    w = await world();
+    const before = Date.now();
+    for (let i = 1; i <= 5; i++) {
+      await w.send(ALICE, w.rooms.aliceCarrier, `!link ${1000 + i} --password wrong-${i}`);
+      assert.equal(lastReply(), `Could not link Carrier mailbox ${1000 + i}: the server refused the credentials. Nothing was stored.`);
+    }
+    const after = Date.now();
+    assert.equal(w.gateway.proofs.length, 5);
+    await w.send(ALICE, w.rooms.aliceCarrier, `!link 1009 --password ${RIGHT_PASSWORD}`);
+    const allowed = afterTimes(before + 15 * 60_000, after + 15 * 60_000).map((t) => `Too many tries: try again after ${t}.`);
+    assert.ok(allowed.includes(lastReply()), `${lastReply()} is one of ${allowed.join(" | ")}`);
+    assert.equal(w.gateway.proofs.length, 5, "the server is not asked again: its fail2ban sees no more failures");
+    assert.deepEqual(await w.store.listLinks(ALICE), []);
+    const refusals = w.log.lines.filter((l) => /refused: too many failed tries/.test(l));
+    assert.deepEqual(refusals.map((l) => l.replace(/until \S+$/, "until T")), ["INFO carrier: link of 1009 for @alice:localhost refused: too many failed tries (the user's limit) until T"]);
+    assert.ok(w.log.lines.every((l) => !/wrong-|right-password/.test(l)), "no password in the log");
+    assert.deepEqual(w.metrics.at(-1), { command: "link", outcome: "refused" });
+  });
+
+  it("5 failures on one mailbox by anyone: the next try on it is refused, other mailboxes may still be tried", async () => {
+    w = await world();
+    for (let i = 0; i < 4; i++) await w.send(ALICE, w.rooms.aliceCarrier, `!link 1001 --password alice-guess-${i}`);
+    await w.send(BOB, w.rooms.bobCarrier, "!link 1001 --password bob-guess");
+    await w.send(BOB, w.rooms.bobCarrier, `!link 1001 --password ${RIGHT_PASSWORD}`);
+    assert.match(carrierReplies(w.rooms.bobCarrier).at(-1)!, /^Too many tries: try again after \d\d:\d\d\.$/);
+    assert.ok(w.log.lines.some((l) => l.startsWith("INFO carrier: link of 1001 for @bob:localhost refused: too many failed tries (the mailbox's limit) until ")));
+    await w.send(BOB, w.rooms.bobCarrier, `!link 2002 --password ${RIGHT_PASSWORD}`);
+    assert.equal(carrierReplies(w.rooms.bobCarrier).at(-1), "Linked Carrier mailbox 2002: 2 new, 1 old.");
+    assert.deepEqual(w.gateway.proofs.map((p) => p.mailbox), ["1001", "1001", "1001", "1001", "1001", "2002"]);
+  });
+
+  it("a missing mailbox and a wrong password get the same answer, and both count", async () => {
+    w = await world();
+    w.gateway.accepts = (r) => r.mailbox === "1001" && r.password === RIGHT_PASSWORD;
+    await w.send(ALICE, w.rooms.aliceCarrier, "!link 1001 --password wrong");
+    const wrongPassword = lastReply();
+    await w.send(ALICE, w.rooms.aliceCarrier, "!link 4242 --password wrong");
+    assert.equal(lastReply().replace("4242", "1001"), wrongPassword);
+  });
+
+  it("proven links and tries that never reached the server do not count", async () => {
+    w = await world();
+    for (let i = 0; i < 6; i++) await w.send(ALICE, w.rooms.aliceCarrier, `!link 1001 --password ${RIGHT_PASSWORD}`);
+    assert.match(lastReply(), /^Carrier mailbox 1001 was already linked/);
+    w.gateway.refusal = { ok: false, reason: "the voice mail server could not be reached; try again later", transient: true };
+    for (let i = 0; i < 6; i++) await w.send(ALICE, w.rooms.aliceCarrier, "!link 2002 --password whatever");
+    assert.equal(lastReply(), "Could not link Carrier mailbox 2002: the voice mail server could not be reached; try again later. Nothing was stored.");
+    assert.equal(w.gateway.proofs.length, 12);
+  });
+});
+
+describe("!admin link says what the user will get (issue 8: admin links on SIP systems)", () => {
+  const adminLink = async (user: string) => {
+    await w.send(ADMIN, w.rooms.adminCarrier, `!admin link ${user} carrier 1001`);
+    return w.bots.sent.filter((s) => s.roomId === w.rooms.adminCarrier).at(-1)?.body;
+  };
+  const noCredentials = "This system has no credentials for admin links: the user gets MWI only while someone who linked it with a password follows it";
+
+  it("a system without credentials, nobody following with a password: told so, with what to do", async () => {
+    w = await world();
+    assert.equal(
+      await adminLink(BOB),
+      `Linked Carrier mailbox 1001 to ${BOB}. ${noCredentials}; nobody does now (give the system credentials in its config, or have the user link it with !link and its password).`,
+    );
+  });
+
+  it("a system without credentials, someone following with a password: told that MWI lasts while they do", async () => {
+    w = await world();
+    await w.send(ALICE, w.rooms.aliceCarrier, `!link 1001 --password ${RIGHT_PASSWORD}`);
+    assert.equal(await adminLink(BOB), `Linked Carrier mailbox 1001 to ${BOB}. ${noCredentials}; someone does now.`);
+    assert.equal(await adminLink(BOB), `${BOB} already has Carrier mailbox 1001. ${noCredentials}; someone does now.`);
+  });
+
+  it("a system with credentials of its own: watched with them", async () => {
+    w = await world();
+    Object.assign(w.gateway.watching, { systemCredentials: true });
+    assert.equal(await adminLink(BOB), `Linked Carrier mailbox 1001 to ${BOB}: watched with the system's credentials.`);
   });
 });

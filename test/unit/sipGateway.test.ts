@@ -171,7 +171,7 @@ describe("SIP gateway: TLS to a PBX with a private CA", () => {
       const proof = await gw.linking.prove({ userId: "@alice:example.org", mailbox: "1001", password: "secret" });
       // The handshake succeeded: the PBX got the SUBSCRIBE and its 404 came back.
       assert.deepEqual(pbx.subscribes, ["sip:1001@127.0.0.1"]);
-      assert.deepEqual(proof, { ok: false, reason: "the server has no such mailbox" });
+      assert.deepEqual(proof, { ok: false, reason: "the server refused the credentials" }, "a missing mailbox reads like a wrong password");
     } finally {
       await gw.stop();
       await pbx.close();

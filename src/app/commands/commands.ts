@@ -6,7 +6,7 @@
 import type { PermissionLevel } from "../../core/permissions.js";
 import type { MailboxService } from "../mailboxService.js";
 import type { ProfileService } from "../profileService.js";
-import { canonicalTimeZone, countsText, escapeHtml, renderMailboxList, type RenderedText } from "../../core/format.js";
+import { canonicalTimeZone, countsText, escapeHtml, formatSince, renderMailboxList, type RenderedText } from "../../core/format.js";
 import { MAILBOX_PATTERN } from "../../core/mwi.js";
 import { atLeast } from "../../core/permissions.js";
 import type { Bot } from "../../matrix/bots.js";
@@ -130,12 +130,18 @@ const link = defineCommand({
     if (!args.password) throw new CommandError(`${name} needs the mailbox's password: ${ctx.usage}`);
     // Known before the proof: a proof may leave a watch behind that only this link can justify.
     const watchedBefore = await ctx.mailboxes.isWatchWanted(systemId, mailbox);
-    const proof = await gateway.linking.prove({
+    const proof = await ctx.mailboxes.proveLink(systemId, {
       userId: ctx.sender,
       mailbox,
       password: args.password,
       ...(args["auth-user"] !== undefined ? { authUser: args["auth-user"] } : {}),
     });
+    if ("tooManyTriesUntil" in proof) {
+      // Rounded up: "after 09:42" must not be refused again at 09:42:10.
+      const after = Math.ceil(proof.tooManyTriesUntil / 60_000) * 60_000;
+      const tooMany = `Too many tries: try again after ${formatSince(after, Date.now(), await ctx.views.timeZone(ctx.sender))}.`;
+      throw new CommandError(tooMany, tooMany);
+    }
     if (!proof.ok) return text(`Could not link ${which}: ${proof.reason}. Nothing was stored.`);
     const outcome = await ctx.mailboxes.link(ctx.sender, systemId, mailbox, ctx.sender, {
       ...(proof.credentials ? { credentials: proof.credentials } : {}),
@@ -261,6 +267,20 @@ const target = defineCommand({
   },
 });
 
+/**
+ * What a user linked by an admin (without a password) gets from a system that MWI comes from
+ * only when asked for (SIP): the admin must know, the user would otherwise silently get nothing.
+ */
+async function adminLinkGets(ctx: CommandContext, systemId: string, mailbox: string): Promise<string> {
+  const watching = ctx.mailboxes.gateway(systemId)?.watching;
+  if (!watching) return ".";
+  if (watching.systemCredentials) return ": watched with the system's credentials.";
+  const now = (await ctx.mailboxes.followedWithPassword(systemId, mailbox))
+    ? "someone does now"
+    : "nobody does now (give the system credentials in its config, or have the user link it with !link and its password)";
+  return `. This system has no credentials for admin links: the user gets MWI only while someone who linked it with a password follows it; ${now}.`;
+}
+
 const admin = defineCommand({
   name: "admin",
   summary: "link or unlink a mailbox for any user",
@@ -277,8 +297,8 @@ const admin = defineCommand({
     }
     const welcome = text(`Mailbox ${mailbox} of ${name} is now linked to your account. Its message waiting indication will show here. Say !help for commands.`);
     const outcome = await ctx.mailboxes.link(user, systemId, mailbox, ctx.sender, { welcome });
-    if (outcome === "already-linked") return text(`${user} already has ${name} mailbox ${mailbox}.`);
-    return text(`Linked ${name} mailbox ${mailbox} to ${user}.`);
+    const done = outcome === "already-linked" ? `${user} already has ${name} mailbox ${mailbox}` : `Linked ${name} mailbox ${mailbox} to ${user}`;
+    return text(`${done}${await adminLinkGets(ctx, systemId, mailbox)}`);
   },
 });
 

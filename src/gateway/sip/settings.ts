@@ -49,6 +49,22 @@ export const sipSettings = Type.Object(
      * accounts are named otherwise, since with it a password proves NAME's account, not the mailbox.
      */
     allowAuthUser: Defaulted(Type.Boolean(), false),
+    /**
+     * The system's own account, for mailboxes linked without a password (`!admin link`): without
+     * it they are watched only while someone who linked them with a password follows them. A PBX
+     * user allowed to subscribe to any mailbox (Asterisk: an endpoint with `allow_subscribe`
+     * may subscribe to the mailboxes of any AOR). `{mailbox}` in the username stands for the
+     * mailbox, for PBXs whose mailbox accounts share one password.
+     */
+    credentials: Type.Optional(
+      Type.Object(
+        {
+          username: Type.String({ minLength: 1, maxLength: 128, pattern: "^[^\\s\"]+$" }),
+          password: Type.String({ minLength: 1, maxLength: 256 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** Subscription expiry to ask for, in seconds; the server may grant less. */
     expires: Defaulted(Type.Integer({ minimum: 60, maximum: 86400 }), 3600),
     /** Sources (IP addresses or CIDR ranges) whose out-of-dialog MWI NOTIFYs are accepted. */

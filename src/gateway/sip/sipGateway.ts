@@ -39,17 +39,22 @@ const MAX_PARTY_CHARS = 64;
 
 export const NO_PASSWORD_CHECK = "this system does not check passwords: an admin must link it";
 
+/**
+ * What a user is told of a failed proof. A missing mailbox, a wrong password and any other
+ * refusal read the same: told apart, `!link` would tell who has which mailbox (the log has the
+ * server's answer for the admin).
+ */
+const REFUSED_CREDENTIALS = "the server refused the credentials";
+
 function failureText(result: Extract<SubscribeResult, { ok: false }>): string {
   switch (result.kind) {
     case "auth":
-      return "the server refused the credentials (wrong password or auth user)";
     case "not-found":
-      return "the server has no such mailbox";
+    case "rejected":
+      return REFUSED_CREDENTIALS;
     case "timeout":
     case "unreachable":
       return "the voice mail server could not be reached; try again later";
-    case "rejected":
-      return `the server refused the subscription (${result.status ?? "no status"} ${result.reason})`;
   }
 }
 
@@ -104,10 +109,7 @@ function messageFromSummary(summary: MessageSummary): MessageInfo | undefined {
 
 export class SipGateway implements VoicemailGateway {
   readonly linking: LinkingCapability = { prove: (request) => this.proveLink(request) };
-  readonly watching: WatchingCapability = {
-    watch: (mailbox, credentials) => this.watch(mailbox, credentials),
-    unwatch: (mailbox) => this.unwatch(mailbox),
-  };
+  readonly watching: WatchingCapability;
   /** `!mwi off` ends the subscription (the mailbox stays linked); `!mwi on` subscribes again. */
   readonly upstreamMwi: UpstreamMwiCapability = {
     switchOn: (mailbox, credentials) => this.watch(mailbox, credentials),
@@ -132,6 +134,11 @@ export class SipGateway implements VoicemailGateway {
     if (sources.problems.length) throw new Error(`SIP system ${system.id}: ${sources.problems.join("; ")}`);
     this.allowedSources = sources.list;
     this.noise = rateLimitedLog((line) => host.log.warn(line));
+    this.watching = {
+      watch: (mailbox, credentials) => this.watch(mailbox, credentials),
+      unwatch: (mailbox) => this.unwatch(mailbox),
+      systemCredentials: system.sip.credentials !== undefined,
+    };
   }
 
   get systemId(): string {
@@ -192,12 +199,24 @@ export class SipGateway implements VoicemailGateway {
     return this.ua?.localAddress;
   }
 
-  private subscription(mailbox: string, credentials: MailboxCredentials): Subscription {
+  /**
+   * The system's own credentials for a mailbox, if it has some. Its account, not the mailbox, is
+   * who subscribes (From): Asterisk finds the endpoint by the From user.
+   */
+  private systemCredentials(mailbox: string): { credentials: MailboxCredentials; from: string } | undefined {
+    const own = this.system.sip.credentials;
+    if (!own) return undefined;
+    const username = own.username.replaceAll("{mailbox}", mailbox);
+    return { credentials: { username, password: own.password }, from: `sip:${username}@${this.domain}` };
+  }
+
+  private subscription(mailbox: string, credentials: MailboxCredentials, fromUri?: string): Subscription {
     if (!this.ua) throw new Error(`SIP system ${this.systemId} is not started`);
     const { server } = this.system.sip;
     return this.ua.subscribe({
       target: { host: server.host, port: server.port, transport: server.transport },
       uri: `sip:${mailbox}@${this.domain}`,
+      ...(fromUri !== undefined ? { fromUri } : {}),
       username: credentials.username,
       password: credentials.password,
       expires: this.system.sip.expires,
@@ -221,8 +240,10 @@ export class SipGateway implements VoicemailGateway {
     const result = await sub.start();
     if (!result.ok) {
       await sub.unsubscribe().catch(() => undefined);
-      this.host.log.info(`${this.systemId}: link of ${request.mailbox} for ${request.userId} refused: ${result.kind}`);
-      return { ok: false, reason: failureText(result) };
+      const answer = result.status !== undefined ? ` (${result.status} ${result.reason})` : "";
+      this.host.log.info(`${this.systemId}: link of ${request.mailbox} for ${request.userId} refused: ${result.kind}${answer}`);
+      const transient = result.kind === "timeout" || result.kind === "unreachable";
+      return { ok: false, reason: failureText(result), ...(transient ? { transient } : {}) };
     }
     if (!sub.authenticated) {
       await sub.unsubscribe().catch(() => undefined);
@@ -239,18 +260,22 @@ export class SipGateway implements VoicemailGateway {
   }
 
   /**
-   * Subscribes with the stored credentials. Resolves once the first NOTIFY's counts are stored,
-   * the subscription failed, or FIRST_NOTIFY_TIMEOUT_MS passed: whoever shows the counts next
+   * Subscribes with the stored credentials (a user's, who linked the mailbox with a password),
+   * else with the system's own. Resolves once the first NOTIFY's counts are stored, the
+   * subscription failed, or FIRST_NOTIFY_TIMEOUT_MS passed: whoever shows the counts next
    * (`!mwi on`) shows fresh ones, not those from before MWI was switched off.
    */
   private async watch(mailbox: string, credentials?: MailboxCredentials): Promise<void> {
     this.linked.add(mailbox);
     if (this.subscriptions.has(mailbox)) return;
-    if (!credentials) {
-      this.host.log.warn(`${this.systemId}: cannot watch ${mailbox}: no stored credentials (link it again with !link)`);
+    const own = credentials ? undefined : this.systemCredentials(mailbox);
+    if (!credentials && !own) {
+      this.host.log.warn(
+        `${this.systemId}: cannot watch ${mailbox}: nobody who follows it linked it with a password, and the system has no sip.credentials (its users get no MWI until one links it with !link)`,
+      );
       return;
     }
-    const sub = this.subscription(mailbox, credentials);
+    const sub = credentials ? this.subscription(mailbox, credentials) : this.subscription(mailbox, own!.credentials, own!.from);
     let reported!: () => void;
     const firstReport = new Promise<void>((resolve) => (reported = resolve));
     this.adopt(mailbox, sub, reported);
