@@ -6,6 +6,10 @@
  *
  *   npm run soak                      ten minutes of rounds
  *   FAULT_SEED=123 npm run soak       replays one round (the seed a failure printed)
+ *   SOAK_LOAD=0 npm run soak          the fault rounds only, without the load run after them
+ *
+ * Then the load run of bench/load.ts (LOAD_SECONDS, default 60): connections, a UDP flood and a
+ * webhook flood while a real user receives MWI; the exit code is 1 if either part failed.
  *
  * Knobs (env): SOAK_MINUTES, SOAK_ROUNDS (at most this many), SOAK_FAULTS (bridge->Synapse
  * faults per round, default 60), SOAK_AS_FAULTS (Synapse->bridge, default 6), SOAK_RESTARTS
@@ -87,7 +91,13 @@ async function main(): Promise<number> {
       `  invariant: ${failed.length ? `VIOLATED in ${failed.length} round(s): ${failed.map((r) => `seed=${r.seed} (${r.violations.length})`).join(", ")}` : "holds in every round"}`,
     ].join("\n"),
   );
-  return failed.length ? 1 : 0;
+  const faultsCode = failed.length ? 1 : 0;
+  if (process.env.SOAK_LOAD === "0" || replay) return faultsCode;
+  console.log("soak: the load run (bench/load.ts)");
+  const { runLoad } = await import("./load.js");
+  const loadCode = await runLoad();
+  console.log(`soak: fault rounds ${faultsCode ? "FAILED" : "passed"}; load run ${loadCode === 0 ? "passed" : loadCode === 1 ? "FAILED" : "did not run"}`);
+  return Math.max(faultsCode, loadCode);
 }
 
 main().then(

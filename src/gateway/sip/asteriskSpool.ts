@@ -32,8 +32,9 @@ export function messageInfoFrom(fields: Record<string, string>, mailbox: string)
   // rdnis is the number the caller dialled when the call was forwarded to voicemail.
   const rdnis = fields.rdnis && !/^unknown$/i.test(fields.rdnis) ? fields.rdnis : undefined;
   info.dnis = (rdnis ?? (fields.exten && fields.exten !== "s" ? fields.exten : mailbox)).slice(0, 64);
-  const origtime = Number(fields.origtime);
-  if (Number.isFinite(origtime) && origtime > 0) info.time = new Date(origtime * 1000).toISOString();
+  // A time past the year 275760 (origtime=1e20) is no Date: toISOString would throw.
+  const time = new Date(Number(fields.origtime) * 1000);
+  if (time.getTime() > 0) info.time = time.toISOString();
   const duration = Number(fields.duration);
   if (fields.duration && Number.isFinite(duration) && duration >= 0) info.duration = Math.round(duration);
   return info;
