@@ -19,9 +19,11 @@
  * On open, a torn last line (a crash mid-append) is cut off with a copy kept beside the file;
  * damage anywhere else refuses the open.
  */
-import { mkdirSync, chmodSync, readdirSync, createReadStream } from "node:fs";
+import { mkdirSync, chmodSync, readdirSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join, resolve } from "node:path";
 import Datastore from "nedb-promises";
+import { backoffDelay } from "../core/backoff.js";
 import type { MailboxState } from "../core/mwi.js";
 import {
   SCHEMA_VERSION,
@@ -72,6 +74,10 @@ const compact = (db: Collection) => (db as unknown as { compactDatafileAsync(): 
 
 /** NeDB appends every write; compacting hourly keeps the files (and the next start) small. */
 const COMPACTION_INTERVAL_MS = 3_600_000;
+
+/** Undoing a failed write (a cut, a read back): tries, and the waits between them (about 1.5 s in all). */
+const UNDO_ATTEMPTS = 5;
+const UNDO_BACKOFF = { baseMs: 50, maxMs: 800 };
 
 /** NeDB adds `_id`; callers never see it. */
 function strip<T>(doc: (T & { _id?: string }) | null | undefined): T | undefined {
@@ -180,11 +186,31 @@ export class NedbStore implements VoicemailStore {
 
   /** Memory as the file says; called inside the collection's executor. */
   private async reload(filename: string, raw: RawDatastore, cause: Error): Promise<void> {
-    try {
-      const { data } = await raw.persistence.treatRawStreamAsync(createReadStream(filename, { encoding: "utf8" }));
-      raw._resetIndexes(data);
-    } catch (err) {
-      this.breakDown(`a write to ${filename} failed (${cause.message}) and reading the file back failed too (${(err as Error).message})`);
+    await this.retried(
+      async () => {
+        const stream = this.files.read(filename);
+        // NeDB reads it through a line splitter that does not pass a read error on: catch it here.
+        const failed = new Promise<never>((_, reject) => stream.once("error", reject));
+        const { data } = await Promise.race([raw.persistence.treatRawStreamAsync(stream), failed]);
+        raw._resetIndexes(data);
+      },
+      (err) => `a write to ${filename} failed (${cause.message}) and reading the file back failed too (${err.message})`,
+    );
+  }
+
+  /** An undo that fails may be a passing EMFILE: a few tries before the store gives up. */
+  private async retried(undo: () => Promise<void>, reason: (err: Error) => string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await undo();
+        return true;
+      } catch (err) {
+        if (attempt + 1 >= UNDO_ATTEMPTS) {
+          this.breakDown(reason(err as Error));
+          return false;
+        }
+        await sleep(backoffDelay(attempt, UNDO_BACKOFF));
+      }
     }
   }
 
@@ -485,13 +511,11 @@ export class NedbStore implements VoicemailStore {
   private async undoOutbox(file: string, size: number, cause: Error): Promise<void> {
     const raw = rawOf(this.outbox);
     await raw.executor.pushAsync(async () => {
-      try {
-        await this.files.truncate(file, size);
-      } catch (err) {
-        this.breakDown(`a change could not be stored (${cause.message}) and its outbox entries could not be taken back (${(err as Error).message})`);
-        return;
-      }
-      await this.reload(file, raw, cause);
+      const cut = await this.retried(
+        () => this.files.truncate(file, size),
+        (err) => `a change could not be stored (${cause.message}) and its outbox entries could not be taken back (${err.message})`,
+      );
+      if (cut) await this.reload(file, raw, cause);
     });
   }
 

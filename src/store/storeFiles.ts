@@ -3,7 +3,7 @@
  * nothing, fsync, and the recovery of a torn tail on open. The store takes them as one object so
  * that tests can make a write fail (a disk that is full, or broken) without a real one.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, fsyncSync, openSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { open, stat, truncate } from "node:fs/promises";
 import { basename } from "node:path";
 
@@ -16,6 +16,8 @@ export interface StoreFiles {
   size(file: string): Promise<number>;
   /** Cuts the file back to `size` bytes. */
   truncate(file: string, size: number): Promise<void>;
+  /** The file's text, to read a collection back after a failed write. */
+  read(file: string): NodeJS.ReadableStream;
 }
 
 const missing = (err: unknown) => (err as NodeJS.ErrnoException).code === "ENOENT";
@@ -53,6 +55,7 @@ export const diskFiles: StoreFiles = {
     }
   },
   truncate: (file, size) => truncate(file, size),
+  read: (file) => createReadStream(file, { encoding: "utf8" }),
 };
 
 /** Parsable as NeDB reads a line: a JSON object (NeDB counts anything else as corrupt). */

@@ -16,6 +16,7 @@ import {
   writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
+import { Readable } from "node:stream";
 import { basename, join } from "node:path";
 
 import { NedbStore } from "../../src/store/nedbStore.js";
@@ -348,6 +349,8 @@ describe("NedbStore torn writes and damage", () => {
 class FaultyFiles implements StoreFiles {
   failAppend: (file: string) => boolean = () => false;
   failSync = false;
+  /** How many reads back fail before one works. */
+  failReads = 0;
   appends = 0;
   readonly syncs: string[] = [];
   private held?: { promise: Promise<void>; release: () => void };
@@ -362,6 +365,10 @@ class FaultyFiles implements StoreFiles {
     await this.held?.promise;
     if (this.failSync) throw Object.assign(new Error(`EIO: i/o error, fsync`), { code: "EIO" });
     return diskFiles.sync(file);
+  }
+  read(file: string): NodeJS.ReadableStream {
+    if (this.failReads-- > 0) return Readable.from((async function* () { throw Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" }); })());
+    return diskFiles.read(file);
   }
   size = (file: string) => diskFiles.size(file);
   truncate = (file: string, size: number) => diskFiles.truncate(file, size);
@@ -420,6 +427,28 @@ describe("NedbStore write errors fail closed", () => {
       assert.equal((await store.getMailboxState("carrier", "1001"))?.new, 0);
       assert.deepEqual(warnings, [], "nothing to repair");
       assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("reading the file back after a failed write may fail a few times (EMFILE); only when it keeps failing does the store stop", async () => {
+    const dir = freshDir();
+    const files = new FaultyFiles();
+    const { errors, log } = collect();
+    const store = await NedbStore.open(dir, log, { files });
+    try {
+      files.failAppend = named("outbox.db");
+      files.failReads = 2;
+      await assert.rejects(store.acceptChange(mailboxState({ new: 1, updated: 2000 }), [outboxEntry("e1", 1)]), { code: "ENOSPC" });
+      assert.deepEqual(await store.outboxEntries(), []);
+      assert.deepEqual(errors, []);
+      files.failReads = Infinity;
+      await assert.rejects(store.acceptChange(mailboxState({ new: 1, updated: 2000 }), [outboxEntry("e1", 1)]), { code: "ENOSPC" });
+      assert.equal(errors.length, 1, errors.join("\n"));
+      assert.match(errors[0]!, /stops: a write to .*outbox\.db failed \(ENOSPC.*\) and reading the file back failed too \(EMFILE: too many open files\); it takes no more updates/);
+      files.failAppend = () => false;
+      await assert.rejects(store.outboxEntries(), /is stopped after a failed write/);
     } finally {
       await store.close();
     }
