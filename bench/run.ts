@@ -5,10 +5,12 @@
 import { benchEndToEnd } from "./e2e.js";
 import { benchParser, type BenchResult } from "./parser.js";
 import { benchSip } from "./sip.js";
+import { benchStore } from "./store.js";
 
 const benches: [string, () => Promise<BenchResult[]>][] = [
   ["RFC 3842 parser", benchParser],
   ["SIP user agent", benchSip],
+  ["NeDB store", () => benchStore()],
   ["end-to-end", benchEndToEnd],
 ];
 

@@ -7,10 +7,23 @@
  * written (one lock), so after a crash in between the entries are still there, and on open the
  * state is repaired from the newest of them. A repeated update is then no change: no second
  * notification, and none lost.
+ *
+ * Integrity: the store writes its appends itself (`storeFiles.ts`), not through NeDB. An append is
+ * all or nothing; when one fails (disk full, EIO) the collection's memory is read back from its
+ * file, so that nothing of the failed operation stays to be written later (NeDB changes its memory
+ * before it writes, and a compaction would write it). `acceptChange` also cuts the outbox file
+ * back when its second step fails, and resolves only when both files are fsynced (accepts at the
+ * same time share one fsync). The operation rejects; the next ones work again once the disk has
+ * room. When even that undo fails, or an fsync does, what is on the disk is no longer known: the
+ * store logs one ERROR and refuses every write and every outbox read until the bridge is restarted.
+ * On open, a torn last line (a crash mid-append) is cut off with a copy kept beside the file;
+ * damage anywhere else refuses the open.
  */
 import { mkdirSync, chmodSync, readdirSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join, resolve } from "node:path";
 import Datastore from "nedb-promises";
+import { backoffDelay } from "../core/backoff.js";
 import type { MailboxState } from "../core/mwi.js";
 import {
   SCHEMA_VERSION,
@@ -24,14 +37,47 @@ import {
   type VoicemailStore,
 } from "./store.js";
 import { upgradeTargetKey } from "./targetKeys.js";
+import { diskFiles, GroupSync, recoverTornTail, type StoreFiles } from "./storeFiles.js";
 
 type Collection = ReturnType<typeof Datastore.create>;
+
+/** The parts of @seald-io/nedb (behind nedb-promises) the store replaces or calls. */
+interface RawDatastore {
+  persistence: {
+    persistNewStateAsync(docs: object[]): Promise<void>;
+    treatRawStreamAsync(stream: NodeJS.ReadableStream): Promise<{ data: object[] }>;
+    afterSerialization(line: string): string | Promise<string>;
+    modes: { fileMode: number };
+  };
+  executor: { pushAsync<T>(task: () => Promise<T>): Promise<T> };
+  _resetIndexes(docs: object[]): void;
+}
+const rawOf = (db: Collection) => (db as unknown as { __original: RawDatastore }).__original;
+
+/** NeDB's model.serialize for what this store keeps (no keys with `$` or `.`, dates as `$$date`). */
+function serialize(doc: object): string {
+  return JSON.stringify(doc, function (this: Record<string, unknown>, key, value: unknown) {
+    const raw = this[key];
+    return raw instanceof Date ? { $$date: raw.getTime() } : value;
+  });
+}
+
+export interface NedbStoreOptions {
+  /** The file operations (tests make them fail). */
+  files?: StoreFiles;
+  /** fsync before acceptChange resolves: on unless a benchmark measures its cost. */
+  syncAccepted?: boolean;
+}
 
 /** @seald-io/nedb's compaction; nedb-promises passes it through but does not type it. */
 const compact = (db: Collection) => (db as unknown as { compactDatafileAsync(): Promise<void> }).compactDatafileAsync();
 
 /** NeDB appends every write; compacting hourly keeps the files (and the next start) small. */
 const COMPACTION_INTERVAL_MS = 3_600_000;
+
+/** Undoing a failed write (a cut, a read back): tries, and the waits between them (about 1.5 s in all). */
+const UNDO_ATTEMPTS = 5;
+const UNDO_BACKOFF = { baseMs: 50, maxMs: 800 };
 
 /** NeDB adds `_id`; callers never see it. */
 function strip<T>(doc: (T & { _id?: string }) | null | undefined): T | undefined {
@@ -43,7 +89,10 @@ function strip<T>(doc: (T & { _id?: string }) | null | undefined): T | undefined
 const isUniqueViolation = (err: unknown) => (err as { errorType?: string }).errorType === "uniqueViolated";
 
 /** A problem the store survives but an admin should see: one line on stderr unless told otherwise. */
-const consoleLog: StoreLog = { warn: (message) => console.warn(`[Store] ${message}`) };
+const consoleLog: StoreLog = {
+  warn: (message) => console.warn(`[Store] ${message}`),
+  error: (message) => console.error(`[Store] ${message}`),
+};
 
 const targetKey = (ownerId: string, address: string) => JSON.stringify([ownerId, address]);
 
@@ -51,10 +100,15 @@ export class NedbStore implements VoicemailStore {
   private compactionTimer?: NodeJS.Timeout;
   /** Serialises acceptChange with the removal of outbox entries (see the top of this file). */
   private outboxLock: Promise<unknown> = Promise.resolve();
+  /** Why the store refuses to go on (see the top of this file). */
+  private broken?: string;
+  private readonly groupSync: GroupSync;
 
   private constructor(
     private readonly dir: string,
     private readonly log: StoreLog,
+    private readonly files: StoreFiles,
+    private readonly syncAccepted: boolean,
     private readonly meta: Collection,
     private readonly profiles: Collection,
     private readonly links: Collection,
@@ -64,20 +118,33 @@ export class NedbStore implements VoicemailStore {
     private readonly outbox: Collection,
     private readonly targets: Collection,
     private readonly batches: Collection,
-  ) {}
+  ) {
+    this.groupSync = new GroupSync(files);
+    for (const [name, db] of this.collections()) this.takeOverAppends(join(dir, `${name}.db`), db);
+  }
 
-  static async open(directory: string, log: StoreLog = consoleLog): Promise<NedbStore> {
+  static async open(directory: string, log: StoreLog = consoleLog, options: NedbStoreOptions = {}): Promise<NedbStore> {
     const dir = resolve(directory);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
     const open = async (name: string) => {
-      const db = Datastore.create({ filename: join(dir, `${name}.db`) });
+      const filename = join(dir, `${name}.db`);
+      const torn = recoverTornTail(filename);
+      if (torn) {
+        log.warn(
+          `${name}.db in ${dir} ended in a torn write (the bridge stopped while writing it): dropped its last ${torn.lines} line(s), ${torn.bytes} bytes, kept in ${torn.copy}`,
+        );
+      }
+      // Damage the tail recovery did not explain is refused above; NeDB must not drop any either.
+      const db = Datastore.create({ filename, corruptAlertThreshold: 0 });
       await db.load();
       return db;
     };
     const store = new NedbStore(
       dir,
       log,
+      options.files ?? diskFiles,
+      options.syncAccepted ?? true,
       await open("meta"),
       await open("profiles"),
       await open("links"),
@@ -94,6 +161,67 @@ export class NedbStore implements VoicemailStore {
     store.makeFilesPrivate();
     store.compactionTimer = setInterval(() => void store.compactAll(), COMPACTION_INTERVAL_MS).unref();
     return store;
+  }
+
+  /**
+   * NeDB changes its memory, then appends: a failed append would leave the change in memory (read,
+   * delivered, and written by the next compaction). Here the memory is read back from the file.
+   */
+  private takeOverAppends(filename: string, db: Collection): void {
+    const raw = rawOf(db);
+    const persistence = raw.persistence;
+    persistence.persistNewStateAsync = async (docs) => {
+      this.check();
+      let data = "";
+      for (const doc of docs) data += `${await persistence.afterSerialization(serialize(doc))}\n`;
+      if (!data) return;
+      try {
+        await this.files.append(filename, data, persistence.modes.fileMode);
+      } catch (err) {
+        await this.reload(filename, raw, err as Error);
+        throw err;
+      }
+    };
+  }
+
+  /** Memory as the file says; called inside the collection's executor. */
+  private async reload(filename: string, raw: RawDatastore, cause: Error): Promise<void> {
+    await this.retried(
+      async () => {
+        const stream = this.files.read(filename);
+        // NeDB reads it through a line splitter that does not pass a read error on: catch it here.
+        const failed = new Promise<never>((_, reject) => stream.once("error", reject));
+        const { data } = await Promise.race([raw.persistence.treatRawStreamAsync(stream), failed]);
+        raw._resetIndexes(data);
+      },
+      (err) => `a write to ${filename} failed (${cause.message}) and reading the file back failed too (${err.message})`,
+    );
+  }
+
+  /** An undo that fails may be a passing EMFILE: a few tries before the store gives up. */
+  private async retried(undo: () => Promise<void>, reason: (err: Error) => string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await undo();
+        return true;
+      } catch (err) {
+        if (attempt + 1 >= UNDO_ATTEMPTS) {
+          this.breakDown(reason(err as Error));
+          return false;
+        }
+        await sleep(backoffDelay(attempt, UNDO_BACKOFF));
+      }
+    }
+  }
+
+  private breakDown(reason: string): void {
+    if (this.broken) return;
+    this.broken = reason;
+    (this.log.error ?? this.log.warn)(`the store in ${this.dir} stops: ${reason}; it takes no more updates: fix the disk and restart the bridge`);
+  }
+
+  private check(): void {
+    if (this.broken) throw new Error(`the store in ${this.dir} is stopped after a failed write: ${this.broken}`);
   }
 
   private exclusive<T>(task: () => Promise<T>): Promise<T> {
@@ -208,7 +336,14 @@ export class NedbStore implements VoicemailStore {
   }
 
   /** Never throws: a failed compaction leaves a larger file, and says so. */
-  private async compactAll(): Promise<void> {
+  private compactAll(): Promise<void> {
+    // Under the outbox lock: acceptChange may cut outbox.db back to a size it read before.
+    return this.exclusive(() => this.compactEach());
+  }
+
+  private async compactEach(): Promise<void> {
+    // Memory may hold what a refused write changed: it must not reach the files.
+    if (this.broken) return;
     const failed: string[] = [];
     let reason = "";
     for (const [name, db] of this.collections()) {
@@ -351,18 +486,48 @@ export class NedbStore implements VoicemailStore {
     await this.mailboxes.update({ key }, { ...state, key }, { upsert: true });
   }
 
-  acceptChange(state: MailboxState, entries: OutboxEntry[]): Promise<void> {
-    return this.exclusive(async () => {
+  async acceptChange(state: MailboxState, entries: OutboxEntry[]): Promise<void> {
+    const outboxFile = join(this.dir, "outbox.db");
+    await this.exclusive(async () => {
+      this.check();
+      const before = await this.files.size(outboxFile);
       if (entries.length) await this.outbox.insert(entries);
-      await this.saveMailboxState(state);
+      try {
+        await this.saveMailboxState(state);
+      } catch (err) {
+        if (entries.length) await this.undoOutbox(outboxFile, before, err as Error);
+        throw err;
+      }
+    });
+    if (!this.syncAccepted) return;
+    // Behind a 202: what was accepted is on the disk before anyone is told so.
+    const written = [join(this.dir, "mailbox_state.db"), ...(entries.length ? [outboxFile] : [])];
+    await this.groupSync.sync(written).catch((err: Error) => {
+      this.breakDown(`an fsync of ${written.join(", ")} failed (${err.message})`);
+      throw err;
     });
   }
 
-  async addOutboxEntries(entries: OutboxEntry[]): Promise<void> {
-    if (entries.length) await this.outbox.insert(entries);
+  /** The state of a change could not be written: its entries leave the file and memory again. */
+  private async undoOutbox(file: string, size: number, cause: Error): Promise<void> {
+    const raw = rawOf(this.outbox);
+    await raw.executor.pushAsync(async () => {
+      const cut = await this.retried(
+        () => this.files.truncate(file, size),
+        (err) => `a change could not be stored (${cause.message}) and its outbox entries could not be taken back (${err.message})`,
+      );
+      if (cut) await this.reload(file, raw, cause);
+    });
+  }
+
+  addOutboxEntries(entries: OutboxEntry[]): Promise<void> {
+    return this.exclusive(async () => {
+      if (entries.length) await this.outbox.insert(entries);
+    });
   }
 
   async outboxEntries(targetKey?: string): Promise<OutboxEntry[]> {
+    this.check();
     const docs = await this.outbox.find<OutboxEntry>(targetKey ? { targetKey } : {}).sort({ seq: 1 });
     return docs.map((d) => strip<OutboxEntry>(d)!);
   }
@@ -379,6 +544,7 @@ export class NedbStore implements VoicemailStore {
   }
 
   async maxOutboxSeq(): Promise<number> {
+    this.check();
     const [last] = await this.outbox.find<OutboxEntry>({}).sort({ seq: -1 }).limit(1);
     return last?.seq ?? 0;
   }
@@ -388,10 +554,12 @@ export class NedbStore implements VoicemailStore {
   }
 
   async getBatch(targetKey: string): Promise<OutboxBatch | undefined> {
+    this.check();
     return NedbStore.batchOf(await this.batches.findOne({ targetKey }));
   }
 
   async outboxBatches(): Promise<OutboxBatch[]> {
+    this.check();
     return (await this.batches.find<OutboxBatch>({})).map((d) => NedbStore.batchOf(d)!);
   }
 

@@ -15,6 +15,8 @@ export const SUPPORTED_STORES = ["nedb:<directory>", "memory:"] as const;
 /** Where a store reports what went wrong without failing (compaction, permission fix-ups). */
 export interface StoreLog {
   warn(message: string): void;
+  /** Something an admin must act on (the store stopped after a write it could not undo). */
+  error?(message: string): void;
 }
 
 /** `always`: deliver whenever the user has joined the room; `when-online`: also wait for presence. */

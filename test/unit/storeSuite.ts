@@ -361,6 +361,21 @@ describe(`store engine ${name}`, () => {
       assert.equal((await store.getMailboxState("carrier", "1002"))?.mailbox, "1002");
     });
 
+    it("many acceptChange at once: each one's state and entries are kept, also after a restart", async () => {
+      const states = Array.from({ length: 12 }, (_, i) => mailboxState({ mailbox: String(1001 + (i % 3)), new: i, updated: 2000 + i }));
+      await Promise.all(states.map((state, i) => store.acceptChange(state, [entry(`e${i}`, i + 1, { change: { kind: "new-message", current: state } })])));
+      const check = async () => {
+        assert.deepEqual((await store.outboxEntries()).map((e) => e.id), states.map((_, i) => `e${i}`));
+        for (const mailbox of ["1001", "1002", "1003"]) {
+          assert.equal((await store.getMailboxState("carrier", mailbox))?.updated, Math.max(...states.filter((s) => s.mailbox === mailbox).map((s) => s.updated)));
+        }
+      };
+      await check();
+      await store.close();
+      store = await engine.reopen();
+      await check();
+    });
+
     it("a target key with | in its user ID is kept as it is", async () => {
       const key = '["sys","@a|b:localhost","carrier"]';
       await store.addOutboxEntries([entry("e1", 1, { targetKey: key, ownerId: "@a|b:localhost" })]);
