@@ -22,10 +22,10 @@ import { basename, join } from "node:path";
 import { NedbStore } from "../../src/store/nedbStore.js";
 import { MemoryStore } from "../../src/store/memoryStore.js";
 import { openStore } from "../../src/store/openStore.js";
-import { SCHEMA_VERSION, type DmRoom, type MailboxLink, type OutboxEntry } from "../../src/store/store.js";
+import { SCHEMA_VERSION, type OutboxEntry } from "../../src/store/store.js";
 import type { MailboxState } from "../../src/core/mwi.js";
 import { diskFiles, type StoreFiles } from "../../src/store/storeFiles.js";
-import { storeSuite } from "./storeSuite.js";
+import { link, room, storeSuite } from "./storeSuite.js";
 
 const FILES = ["dm_rooms.db", "handled_events.db", "links.db", "mailbox_state.db", "meta.db", "outbox.db", "outbox_batches.db", "profiles.db", "targets.db"];
 
@@ -38,24 +38,6 @@ after(() => rmSync(root, { recursive: true, force: true }));
 let counter = 0;
 const freshDir = () => join(root, `store-${++counter}`);
 
-const link = (overrides: Partial<MailboxLink> = {}): MailboxLink => ({
-  userId: "@alice:localhost",
-  systemId: "carrier",
-  mailbox: "1001",
-  mwiEnabled: true,
-  linkedBy: "@alice:localhost",
-  createdAt: 1000,
-  ...overrides,
-});
-
-const room = (overrides: Partial<DmRoom> = {}): DmRoom => ({
-  userId: "@alice:localhost",
-  botUserId: "@vm_carrier:localhost",
-  roomId: "!one:localhost",
-  userJoined: false,
-  createdAt: 1000,
-  ...overrides,
-});
 
 
 describe("NedbStore.open", () => {

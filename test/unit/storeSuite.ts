@@ -14,7 +14,8 @@ export interface StoreEngine {
   reopen(): Promise<VoicemailStore>;
 }
 
-const link = (overrides: Partial<MailboxLink> = {}): MailboxLink => ({
+/** Fixtures, shared with the engine-specific tests. */
+export const link = (overrides: Partial<MailboxLink> = {}): MailboxLink => ({
   userId: "@alice:localhost",
   systemId: "carrier",
   mailbox: "1001",
@@ -24,7 +25,7 @@ const link = (overrides: Partial<MailboxLink> = {}): MailboxLink => ({
   ...overrides,
 });
 
-const room = (overrides: Partial<DmRoom> = {}): DmRoom => ({
+export const room = (overrides: Partial<DmRoom> = {}): DmRoom => ({
   userId: "@alice:localhost",
   botUserId: "@vm_carrier:localhost",
   roomId: "!one:localhost",
