@@ -62,7 +62,10 @@ export class BridgeProcess {
     this.child = child;
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
-    this.exited = new Promise((r) => child.once("exit", () => r()));
+    // One log stream per start, closed once the child's output has ended: streams left open
+    // pile up over restarts and kept a test process spinning in its exit clean-up.
+    child.once("close", () => log.end());
+    this.exited = new Promise((r) => child.once("close", () => r()));
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`bridge exited with ${child.exitCode}:\n${this.logTail()}`);
