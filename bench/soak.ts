@@ -66,7 +66,7 @@ async function main(): Promise<number> {
         appserviceFaultBudget: num("SOAK_AS_FAULTS", 6),
         synapseRestarts: num("SOAK_RESTARTS", 1),
         bridgeKills: num("SOAK_KILLS", 1),
-        quietTimeoutMs: 90_000,
+        quietTimeoutMs: 120_000,
       });
       results.push(result);
       console.log(`soak: round ${round}: ${describeRound(result)}`);

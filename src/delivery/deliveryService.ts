@@ -36,7 +36,7 @@ import { membershipOf } from "../matrix/membership.js";
 import type { DmRoom, ExtraTarget, OutboxBatch, OutboxEntry, VoicemailStore } from "../store/store.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
 import type { PresenceTracker } from "./presence.js";
-import { classifyFailure, RETRY_BACKOFF, RoomWriter } from "./roomWriter.js";
+import { classifyFailure, RETRY_BACKOFF, RoomWriter, type SendFailure } from "./roomWriter.js";
 import { extraTarget, mainTarget, ownerCannotPost, parseTarget, systemTarget, type TargetKey } from "./targets.js";
 
 /** The pace of delivery; tests make it quick. */
@@ -110,6 +110,8 @@ export class DeliveryService {
   private readonly attempts = new Map<TargetKey, number>();
   private readonly lastMessageAt = new Map<string, number>();
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+  /** The sleepers that back off from a homeserver that failed (not from a rate limit). */
+  private readonly backingOff = new Set<() => void>();
   private readonly rechecks = new Map<TargetKey, NodeJS.Timeout>();
   private readonly inviteChecks = new Map<TargetKey, number>();
   private stopped = false;
@@ -134,6 +136,8 @@ export class DeliveryService {
     this.seq = await this.store.maxOutboxSeq();
     const waiting = await this.store.outboxEntries();
     if (waiting.length) this.log.info(`${waiting.length} notification(s) waiting from before the restart`);
+    // Called once the homeserver answered the start-up: targets that backed off meanwhile go now.
+    this.homeserverWell();
     for (const key of new Set(waiting.map((e) => e.targetKey))) this.kick(key);
   }
 
@@ -274,6 +278,26 @@ export class DeliveryService {
     });
   }
 
+  /**
+   * A backoff after a failure that was not a rate limit. It ends early once the homeserver is seen
+   * well again (another target delivered, or the bridge started): after a long outage every target
+   * has backed off for up to a minute, and none should wait that long once the homeserver is back.
+   */
+  private async backOff(ms: number, failure: SendFailure): Promise<void> {
+    if (/^429\b|M_LIMIT_EXCEEDED/.test(failure.reason)) return this.sleep(ms);
+    let wake!: () => void;
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    this.backingOff.add(wake);
+    await Promise.race([this.sleep(ms), woken]);
+    this.backingOff.delete(wake);
+  }
+
+  /** The homeserver took something: whoever backs off from its failures tries again now. */
+  private homeserverWell(): void {
+    for (const wake of this.backingOff) wake();
+    this.backingOff.clear();
+  }
+
   /** Runs until the target has nothing it can take now; whatever fails is retried, never the end. */
   private async work(key: TargetKey): Promise<void> {
     while (!this.stopped) {
@@ -286,7 +310,7 @@ export class DeliveryService {
         const failure = classifyFailure(err, attempt, this.timing.retry);
         const afterMs = failure.kind === "retry" ? failure.afterMs : backoffDelay(attempt - 1, this.timing.retry);
         this.log.warn(`${key}: delivery interrupted (${failure.reason}); trying again in ${Math.round(afterMs)} ms`);
-        await this.sleep(afterMs);
+        await this.backOff(afterMs, failure);
       }
     }
   }
@@ -341,6 +365,7 @@ export class DeliveryService {
       await this.deliver(room, entries, round);
       await this.store.completeBatch(round.batch);
       this.attempts.delete(key);
+      this.homeserverWell();
       for (const e of entries) {
         if (e.change) this.metrics?.deliverySeconds.observe({ system: e.change.current.systemId }, (Date.now() - e.createdAt) / 1000);
       }
@@ -366,7 +391,7 @@ export class DeliveryService {
         return true;
       }
       this.log.warn(`${key}: delivery failed (${failure.reason}); retrying in ${Math.round(failure.afterMs)} ms`);
-      await this.sleep(failure.afterMs);
+      await this.backOff(failure.afterMs, failure);
       return true;
     }
   }

@@ -29,7 +29,7 @@ describe("delivery through seeded faults", { timeout: 600_000 }, () => {
           appserviceFaultBudget: 4,
           synapseRestarts: 1,
           bridgeKills: 1,
-          quietTimeoutMs: 60_000,
+          quietTimeoutMs: 120_000,
         });
         t.diagnostic(describeRound(result));
         assert.deepEqual(result.violations, [], `seed=${seed}: the invariant does not hold (replay with FAULT_SEED=${seed}; evidence in ${result.evidenceFile})\n${result.evidence}`);

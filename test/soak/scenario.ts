@@ -39,7 +39,7 @@ export const SYSTEMS = [
 export const OUTBOX_ID_FIELD = "org.voicemail.outbox_id";
 
 /** Quiet for this long with faults off: whatever is still wrong stays wrong. */
-const SETTLED_IDLE_MS = 40_000;
+const SETTLED_IDLE_MS = 70_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -389,7 +389,7 @@ export async function runRound(fw: FaultWorld, opts: RoundOptions): Promise<Roun
   for (;;) {
     const idleMs = fw.hsProxy.inFlight === 0 ? Date.now() - fw.hsProxy.lastActivityAt : 0;
     if (found.violations.length === 0 && idleMs > 4000) break;
-    // Longer than the bridge's longest retry pause (30 s, +25 % jitter): it had its chance.
+    // Longer than the bridge's longest retry pause (60 s, RETRY_BACKOFF in delivery/roomWriter.ts): it had its chance.
     if (idleMs > SETTLED_IDLE_MS) {
       fw.log(`the bridge sent nothing for ${Math.round(idleMs / 1000)} s (${found.violations.length} violation(s) left)`);
       break;

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { MWI_EVENT_TYPE } from "../../src/core/events.js";
 import { OUTBOX_ID_FIELD } from "../../src/matrix/content.js";
-import { CARRIER_BOT, FakeBridge, MAIN_BOT, type FakeRequest } from "./fakeMatrix.js";
+import { CARRIER_BOT, FakeBridge, MAIN_BOT, QUICK, type FakeRequest } from "./fakeMatrix.js";
 
 const ALICE = "@alice:localhost";
 const isMessage = (r: FakeRequest) => r.op === "send" && r.as === CARRIER_BOT && r.txnId?.startsWith("vm.") === true;
@@ -298,3 +298,28 @@ describe("DeliveryService: bounded work and queues", () => {
   });
 });
 
+
+describe("DeliveryService: a homeserver that is back", () => {
+  it("a target backing off from a failure goes again as soon as another target was delivered", async () => {
+    const BOB = "@bob:localhost";
+    const b = (bridge = new FakeBridge({ ...QUICK, retry: { baseMs: 20_000, maxMs: 20_000 } }));
+    const alice = await aliceReady(b);
+    await b.link(BOB, "2002");
+    await b.mwi("2002", 0);
+    await b.until(() => b.hs.roomOf(CARRIER_BOT, BOB) !== undefined, "bob's invite");
+    const bob = await b.accept(BOB);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "both rooms up to date");
+    // Alice's next message meets a homeserver that is away (refused): she backs off 10-20 s.
+    b.hs.failNext((r) => isMessage(r) && r.roomId === alice, "refused");
+    await b.mailboxes.acceptUpdate({ systemId: "carrier", mailbox: "1001", counts: { waiting: true, new: 1, old: 0, urgentNew: 0, urgentOld: 0 }, receivedAt: Date.now() });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(b.log.has("warn", /delivery failed/), "alice's delivery failed once");
+    // Bob's mailbox changes and is delivered: the homeserver is well again, so alice goes now.
+    const started = Date.now();
+    await b.mwi("2002", 1);
+    await b.until(() => bodies(b, alice).some((x) => /1001: 1 new/.test(x)), "alice's notification");
+    // Without the wake-up she would sleep out her 10-20 s backoff (`until` waits for idle workers).
+    assert.ok(Date.now() - started < 5000, `alice waited ${Date.now() - started} ms`);
+    assert.ok(bodies(b, bob).some((x) => /2002: 1 new/.test(x)));
+  });
+});
