@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from "node:net";
 import { Logger } from "matrix-appservice-bridge";
 import type { HttpCapability } from "./gateway.js";
+import { rateLimitedLog } from "../util/rateLimitedLog.js";
 
 /**
  * What one listener allows a client, so that nobody can hold its descriptors: Node's defaults
@@ -54,13 +55,11 @@ export function hardenServer(server: Server, limits: Partial<ListenerLimits> = {
   // Node swaps the two when the headers' is the longer, which would stretch the request's.
   l.headersTimeoutMs = Math.min(l.headersTimeoutMs, l.requestTimeoutMs);
   if (log) {
-    let lastLogged = -Infinity;
+    const warn = rateLimitedLog((line) => log.warn(line), { intervalMs: ACCEPT_ERROR_LOG_INTERVAL_MS });
     server.on("error", (err: NodeJS.ErrnoException) => {
       // A failing listen() is its caller's to report (HttpRouter.listen rejects).
       if (!server.listening && server.listenerCount("error") > 1) return;
-      if (Date.now() - lastLogged < ACCEPT_ERROR_LOG_INTERVAL_MS) return;
-      lastLogged = Date.now();
-      log.warn(`HTTP listener: ${err.code ?? err.message} (logged at most once a minute)`);
+      warn("accept", `HTTP listener: ${err.code ?? err.message} (logged at most once a minute)`);
     });
   }
   server.headersTimeout = l.headersTimeoutMs;
