@@ -284,7 +284,7 @@ export class DeliveryService {
    * has backed off for up to a minute, and none should wait that long once the homeserver is back.
    */
   private async backOff(ms: number, failure: SendFailure): Promise<void> {
-    if (/^429\b|M_LIMIT_EXCEEDED/.test(failure.reason)) return this.sleep(ms);
+    if (failure.rateLimited) return this.sleep(ms);
     let wake!: () => void;
     const woken = new Promise<void>((resolve) => (wake = resolve));
     this.backingOff.add(wake);

@@ -16,6 +16,8 @@ export type SendFailure = (
   reason: string;
   /** False when the homeserver cannot have stored the request (it never got it, or refused it). */
   maybeStored: boolean;
+  /** The homeserver asked to slow down (429): its wait is kept even when it is seen well elsewhere. */
+  rateLimited?: true;
 };
 
 interface MatrixErrorLike {
@@ -46,7 +48,7 @@ export function classifyFailure(err: unknown, attempt: number, retry: BackoffOpt
   const maybeStored = !answered && !(e.code !== undefined && NOT_SENT.has(e.code));
   if (status === 429 || errcode === "M_LIMIT_EXCEEDED") {
     const asked = e.retryAfterMs ?? e.body?.retry_after_ms;
-    return { kind: "retry", afterMs: asked !== undefined ? atLeastDelay(asked) : backoff, reason, maybeStored: false };
+    return { kind: "retry", afterMs: asked !== undefined ? atLeastDelay(asked) : backoff, reason, maybeStored: false, rateLimited: true };
   }
   if (status === 403 || errcode === "M_FORBIDDEN" || errcode === "M_NOT_FOUND") return { kind: "gone", reason, maybeStored };
   if (answered) return { kind: "fatal", reason, maybeStored };
