@@ -18,6 +18,8 @@ export interface MwiCounts {
 export interface MessageInfo {
   /** Caller number (ANI). */
   ani?: string;
+  /** The caller's name, as the voice mail system knows it (caller ID name, a mail header). */
+  callerName?: string;
   /** Called number or mailbox (DNIS). */
   dnis?: string;
   /** When the message was left, ISO 8601. */
@@ -41,7 +43,7 @@ export function cleanCallerField(value: string): string | undefined {
 /** The message info with every text field cleaned; fields that end up empty are left out. */
 export function cleanMessageInfo(info: MessageInfo): MessageInfo | undefined {
   const out: MessageInfo = {};
-  for (const key of ["ani", "dnis", "time"] as const) {
+  for (const key of ["ani", "callerName", "dnis", "time"] as const) {
     const value = info[key];
     const cleaned = typeof value === "string" ? cleanCallerField(value) : undefined;
     if (cleaned) out[key] = cleaned;

@@ -1,5 +1,5 @@
 /** The machine-readable indicator (F13): one state event per user holding every system's counts. */
-import type { MailboxState } from "./mwi.js";
+import type { MailboxState, MessageInfo } from "./mwi.js";
 
 export interface CountsContent {
   waiting: boolean;
@@ -66,6 +66,12 @@ export function buildSummary(userId: string, mailboxes: LinkedMailbox[]): Summar
   return { user_id: userId, total_new, systems: content };
 }
 
+/** `last_message` of the state event: the event's fields are snake case, as the webhook's are. */
+function lastMessageContent(message: MessageInfo): Record<string, unknown> {
+  const { callerName, ...rest } = message;
+  return { ...rest, ...(callerName !== undefined ? { caller_name: callerName } : {}) };
+}
+
 /** The per-mailbox state event content (F13, F8). */
 export function mailboxStateContent(userId: string, systemName: string, state: MailboxState): Record<string, unknown> {
   return {
@@ -75,6 +81,6 @@ export function mailboxStateContent(userId: string, systemName: string, state: M
     mailbox: state.mailbox,
     ...countsOf(state),
     updated: state.updated,
-    ...(state.lastMessage ? { last_message: { ...state.lastMessage } } : {}),
+    ...(state.lastMessage ? { last_message: lastMessageContent(state.lastMessage) } : {}),
   };
 }

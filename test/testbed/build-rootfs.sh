@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds (once) a Debian unstable tree holding the real test peers: Synapse and Asterisk.
-# Debian 12 packages neither; unstable has both. The tree is cached: a second run returns at once.
+# Builds (once) a Debian unstable tree holding the real test peers: Synapse, Asterisk and Dovecot.
+# Debian 12 packages neither Synapse nor Asterisk; unstable has both. The tree is cached: a second
+# run returns at once, and a tree built for fewer packages gets only the missing ones installed.
 # Needs root and apt (debootstrap is installed here if missing).
 set -euo pipefail
 
 ROOT="${VOICEMAIL_TESTBED_ROOT:-/var/cache/matrix-appservice-voicemail/testbed-rootfs}"
-PACKAGES="matrix-synapse asterisk asterisk-core-sounds-en"
+PACKAGES="matrix-synapse asterisk asterisk-core-sounds-en dovecot-imapd"
+EXTRA_PACKAGES="python3-matrix-nio sqlite3"
 STAMP="$ROOT/.testbed-ready"
 STAMP_CONTENT="v1 $PACKAGES"
 
@@ -28,6 +30,30 @@ fi
 if [ "$(id -u)" != 0 ]; then
   echo "testbed: building the test peers needs root (debootstrap, chroot)" >&2
   exit 3
+fi
+
+# A tree built earlier for fewer packages: install what is missing instead of building anew.
+if [ -f "$STAMP" ] && grep -q '^v1 ' "$STAMP"; then
+  missing=""
+  for p in $PACKAGES; do
+    case " $(cut -d' ' -f2- "$STAMP") " in *" $p "*) ;; *) missing="$missing $p" ;; esac
+  done
+  if [ -n "$missing" ]; then
+    echo "testbed: adding$missing to the cached tree"
+    mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
+    trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
+    chroot "$ROOT" apt-get update -qq
+    if chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >"$ROOT.apt.log" 2>&1; then
+      chroot "$ROOT" apt-get clean
+      echo "$STAMP_CONTENT" >"$STAMP"
+      echo "testbed: tree ready at $ROOT"
+      exit 0
+    fi
+    tail -30 "$ROOT.apt.log" >&2
+    echo "testbed: adding packages failed; building the tree anew" >&2
+    umount "$ROOT/proc" 2>/dev/null || true
+    trap - EXIT
+  fi
 fi
 
 # The mirror comes from this machine's own apt configuration, never from this script.
@@ -69,7 +95,7 @@ trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
 echo "testbed: installing $PACKAGES"
 chroot "$ROOT" apt-get update -qq
 chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  $PACKAGES python3-matrix-nio sqlite3 >"$ROOT.apt.log" 2>&1 || { tail -30 "$ROOT.apt.log" >&2; exit 1; }
+  $PACKAGES $EXTRA_PACKAGES >"$ROOT.apt.log" 2>&1 || { tail -30 "$ROOT.apt.log" >&2; exit 1; }
 chroot "$ROOT" apt-get clean
 echo "$STAMP_CONTENT" >"$STAMP"
 echo "testbed: tree ready at $ROOT"

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { callerNumber, messageInfoFrom, newestInboxMessage, parseMessageFile } from "../../src/gateway/sip/asteriskSpool.js";
+import { callerName, callerNumber, messageInfoFrom, newestInboxMessage, parseMessageFile } from "../../src/gateway/sip/asteriskSpool.js";
 
 const MSG = (callerid: string, origtime: number, extra = "") => `;
 ; Message Information file
@@ -31,6 +31,15 @@ describe("Asterisk spool", () => {
     assert.equal(fields.callerid, '"Alice" <+15551234567>');
     assert.equal(fields.origtime, "1764079380");
     assert.equal(fields.exten, "1001");
+  });
+
+  it("takes the name out of a caller ID", () => {
+    assert.equal(callerName('"Grace Caller" <5551234>'), "Grace Caller");
+    assert.equal(callerName("Grace <5551234>"), "Grace");
+    assert.equal(callerName("<5551234>"), undefined);
+    assert.equal(callerName("5551234"), undefined);
+    assert.equal(callerName('"Unknown" <5551234>'), undefined);
+    assert.equal(messageInfoFrom(parseMessageFile(MSG('"Alice" <+15551234567>', 1764079380)), "1001").callerName, "Alice");
   });
 
   it("takes the number out of a caller ID", () => {

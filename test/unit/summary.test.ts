@@ -210,6 +210,11 @@ describe("mailboxStateContent", () => {
     ]);
   });
 
+  it("the caller's name is last_message.caller_name", () => {
+    const s: MailboxState = { ...state("carrier", "1001", 1, 0), lastMessage: { ani: "5551234", callerName: "Grace Caller" } };
+    assert.deepEqual(mailboxStateContent("@alice:localhost", "Carrier Voicemail", s).last_message, { ani: "5551234", caller_name: "Grace Caller" });
+  });
+
   it("the state key and event types", () => {
     assert.equal(mailboxStateKey("carrier", "1001"), "carrier/1001");
     assert.equal(mailboxStateKey("carrier", "a/b"), "carrier/a/b");

@@ -79,6 +79,13 @@ describe("parseWebhookPayload: accepted bodies", () => {
     assert.deepEqual(accepted({ ...minimal(), message: { duration: 0 } }).message, { duration: 0 });
   });
 
+  it("message.caller_name is the caller's name", () => {
+    const update = accepted({ ...minimal(), message: { ani: "5551234", caller_name: "Grace Caller" } });
+    assert.deepEqual(update.message, { ani: "5551234", callerName: "Grace Caller" });
+    assert.match(reason({ ...minimal(), message: { caller_name: 7 } }), /caller_name/);
+    assert.match(reason({ ...minimal(), message: { caller_name: "x".repeat(129) } }), /caller_name/);
+  });
+
   it("the message time is normalised to ISO 8601 in UTC, duration rounded", () => {
     const update = accepted({ ...minimal(), message: { time: "2026-11-25T15:03:00+01:00", duration: 41.6 } });
     assert.deepEqual(update.message, { time: "2026-11-25T14:03:00.000Z", duration: 42 });

@@ -25,10 +25,20 @@ export function callerNumber(callerid: string | undefined): string | undefined {
   return number.slice(0, 64);
 }
 
+/** `"Grace Caller" <5551234>` -> Grace Caller; no name, or "Unknown" -> undefined. */
+export function callerName(callerid: string | undefined): string | undefined {
+  if (!callerid || !/<[^>]*>/.test(callerid)) return undefined;
+  const name = callerid.slice(0, callerid.indexOf("<")).trim().replace(/^"(.*)"$/, "$1").trim();
+  if (!name || /^unknown$/i.test(name)) return undefined;
+  return name.slice(0, 128);
+}
+
 export function messageInfoFrom(fields: Record<string, string>, mailbox: string): MessageInfo {
   const info: MessageInfo = {};
   const ani = callerNumber(fields.callerid);
   if (ani) info.ani = ani;
+  const name = callerName(fields.callerid);
+  if (name) info.callerName = name;
   // rdnis is the number the caller dialled when the call was forwarded to voicemail.
   const rdnis = fields.rdnis && !/^unknown$/i.test(fields.rdnis) ? fields.rdnis : undefined;
   info.dnis = (rdnis ?? (fields.exten && fields.exten !== "s" ? fields.exten : mailbox)).slice(0, 64);

@@ -4,7 +4,7 @@ import { clampCount, MAILBOX_PATTERN, type MessageInfo, type MwiUpdate } from ".
 export type PayloadResult = { ok: true; update: MwiUpdate } | { ok: false; reason: string };
 
 const TOP_LEVEL_KEYS = new Set(["mailbox", "waiting", "new", "old", "urgent_new", "urgent_old", "message"]);
-const MESSAGE_KEYS = new Set(["ani", "dnis", "time", "duration"]);
+const MESSAGE_KEYS = new Set(["ani", "dnis", "caller_name", "time", "duration"]);
 // Date.parse alone accepts "1" or "Wednesday"; the contract is ISO 8601 with a zone.
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
 const NUMBER_PATTERN = /^[\p{L}\p{N} @._+:*#()/-]{1,64}$/u;
@@ -26,6 +26,11 @@ function parseMessage(raw: unknown): { ok: true; message: MessageInfo } | { ok: 
       return { ok: false, reason: `message.${key} must be a phone number or SIP user of at most 64 characters` };
     }
     message[key] = value;
+  }
+  const name = record.caller_name;
+  if (name !== undefined && name !== null && name !== "") {
+    if (typeof name !== "string" || name.length > 128) return { ok: false, reason: "message.caller_name must be a string of at most 128 characters" };
+    message.callerName = name; // cleaned of control and bidi characters when stored (cleanMessageInfo)
   }
   if (record.time !== undefined && record.time !== null) {
     if (typeof record.time !== "string" || !ISO_TIME.test(record.time) || Number.isNaN(Date.parse(record.time))) {
