@@ -202,14 +202,39 @@ export class TargetService {
    */
   invitedInto(roomId: string, members: number): boolean {
     if (members > this.limits.maxRoomMembers) return false;
-    if (this.unusedRooms.has(roomId)) return true;
+    if (!this.unusedRooms.has(roomId)) this.scheduleLeave(roomId);
+    return true;
+  }
+
+  /**
+   * On start: the timers of rooms the main bot joined before a restart are gone, so every joined
+   * room that is neither a target nor a DM gets a full period again (the join time is not kept).
+   */
+  async reviewJoinedRooms(): Promise<number> {
+    const joined = (await this.intent.matrixClient.getJoinedRooms()) as string[];
+    let pending = 0;
+    for (const roomId of joined) {
+      if (this.unusedRooms.has(roomId) || (await this.inUse(roomId))) continue;
+      this.scheduleLeave(roomId);
+      pending++;
+    }
+    if (pending) this.log.info(`${pending} room(s) of ${this.bots.main.userId} are no target: left in ${this.limits.unusedRoomSeconds} s unless they become one`);
+    return pending;
+  }
+
+  /** A live target of any kind, or a DM, keeps the main bot in a room. */
+  private async inUse(roomId: string): Promise<boolean> {
+    if ((await this.store.targetsByRoom(roomId)).some((t) => t.removedAt === undefined)) return true;
+    return (await this.store.getDmRoomById(roomId)) !== undefined;
+  }
+
+  private scheduleLeave(roomId: string): void {
     const timer = setTimeout(() => {
       this.unusedRooms.delete(roomId);
       void this.leaveIfUnused(roomId).catch((err: Error) => this.log.warn(`could not leave the unused room ${roomId}: ${err.message}`));
     }, this.limits.unusedRoomSeconds * 1000);
     timer.unref();
     this.unusedRooms.set(roomId, timer);
-    return true;
   }
 
   private async leaveIfUnused(roomId: string): Promise<void> {

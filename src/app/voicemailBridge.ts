@@ -162,6 +162,8 @@ export class VoicemailBridge {
 
     await retryTransient("setting the bots' profiles", () => bots.syncProfiles(this.log), this.log);
     await delivery.start();
+    // Not worth holding the start for: a failure leaves those rooms joined until the next start.
+    void targets.reviewJoinedRooms().catch((err: Error) => this.log.warn(`could not review the main bot's rooms: ${err.message}`));
     for (const gateway of this.gateways.values()) {
       await gateway.start();
       const watched = await mailboxes.watchAll(gateway.systemId);

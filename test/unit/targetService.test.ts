@@ -214,4 +214,20 @@ describe("TargetService: rooms the main bot was invited to", () => {
     assert.equal(b.hs.rooms.get(unused)!.members.get(MAIN_BOT), "leave");
     assert.equal(b.hs.rooms.get(used)!.members.get(MAIN_BOT), "join");
   });
+
+  it("after a restart, a joined room that is no target is left in time; targets and DMs are kept", async () => {
+    const b = (bridge = new FakeBridge(undefined, { unusedRoomSeconds: 0.05 }));
+    await b.start();
+    const unused = groupRoom(b, {});
+    const used = groupRoom(b, { users: { [ALICE]: 100 } });
+    await b.targets.add(ALICE, used);
+    await b.targets.add(ALICE, ERIN);
+    const accountRoom = b.hs.roomOf(MAIN_BOT, ERIN)!;
+    b.hs.setMembership(MAIN_BOT, accountRoom, "join");
+    await b.restart(); // the bot joined `unused` before the restart: its timer is gone
+    assert.equal(await b.targets.reviewJoinedRooms(), 1);
+    await b.until(() => b.hs.rooms.get(unused)!.members.get(MAIN_BOT) === "leave", "the unused room left after the restart", 2000);
+    assert.equal(b.hs.rooms.get(used)!.members.get(MAIN_BOT), "join");
+    assert.equal(b.hs.rooms.get(accountRoom)!.members.get(MAIN_BOT), "join");
+  });
 });
