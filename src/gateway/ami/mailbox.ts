@@ -44,16 +44,33 @@ export function parseCallerId(callerId: string | undefined): { number?: string; 
 export interface BoxDetail {
   folder: string;
   callerId?: string;
-  /** `Date:` as Asterisk gives it (the message's origtime: seconds since the epoch). */
+  /** `Date:`, the spool's origdate: "Tue Dec  1 12:50:50 PM UTC 2026" (strftime `%a %b %e %r %Z %Y`). */
   date?: string;
   duration?: string;
+  /** `ID:`, the msg_id: "1796129450-00000000", seconds since the epoch when it was made, then a counter. */
+  id?: string;
 }
 
-function epochSeconds(date: string | undefined): number | undefined {
-  if (!date) return undefined;
-  if (/^\d{1,12}$/.test(date.trim())) return Number(date.trim());
-  const parsed = Date.parse(date);
-  return Number.isNaN(parsed) ? undefined : parsed / 1000;
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+
+/**
+ * Seconds since the epoch of an origdate, only where its zone is UTC/GMT: a zone abbreviation
+ * (CET, EST, IST) names no one offset.
+ */
+export function parseOrigDate(date: string | undefined): number | undefined {
+  const m = /^[A-Za-z]{3} ([A-Za-z]{3}) {1,2}(\d{1,2}) (\d{1,2}):(\d{2}):(\d{2}) (AM|PM) (UTC|GMT) (\d{4})$/.exec((date ?? "").trim().slice(0, 64));
+  if (!m) return undefined;
+  const month = MONTHS.indexOf(m[1]!.toLowerCase());
+  if (month < 0) return undefined;
+  const hour = (Number(m[3]) % 12) + (m[6] === "PM" ? 12 : 0);
+  const ms = Date.UTC(Number(m[8]), month, Number(m[2]), hour, Number(m[4]), Number(m[5]));
+  return Number.isNaN(ms) ? undefined : ms / 1000;
+}
+
+/** When a message was left: the msg_id's seconds, else its origdate. */
+function timeOf(detail: BoxDetail): number | undefined {
+  const fromId = /^(\d{9,11})-[0-9a-f]{1,16}$/i.exec((detail.id ?? "").trim());
+  return fromId ? Number(fromId[1]) : parseOrigDate(detail.date);
 }
 
 /** The newest unheard message's details (INBOX or Urgent), for the notification and the state event. */
@@ -61,7 +78,7 @@ export function newestMessage(details: readonly BoxDetail[], box: string): Messa
   let newest: { at: number; detail: BoxDetail } | undefined;
   for (const detail of details) {
     if (!/^(inbox|urgent)$/i.test(detail.folder)) continue;
-    const at = epochSeconds(detail.date) ?? 0;
+    const at = timeOf(detail) ?? 0;
     if (!newest || at >= newest.at) newest = { at, detail };
   }
   if (!newest) return undefined;

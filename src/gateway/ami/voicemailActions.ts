@@ -35,6 +35,7 @@ export async function newestMessageOf(client: AmiClient, mailbox: AmiMailbox): P
       ...(e.get("CallerID") !== undefined ? { callerId: e.get("CallerID")! } : {}),
       ...(e.get("Date") !== undefined ? { date: e.get("Date")! } : {}),
       ...(e.get("Duration") !== undefined ? { duration: e.get("Duration")! } : {}),
+      ...(e.get("ID") !== undefined ? { id: e.get("ID")! } : {}),
     }));
   return newestMessage(details, mailbox.box);
 }
