@@ -59,6 +59,11 @@ describe("AMI frame parser", () => {
     assert.deepEqual(parse(big, new FrameParser(limits)).at(-1), { type: "error", reason: "a packet larger than 300 bytes" });
   });
 
+  it("a stray CR inside a line becomes a space (found by the fuzzer)", () => {
+    const [p] = packets(parse(`${BANNER}A:\r  \r\nCaller\rID: x\ry\n\n`));
+    assert.deepEqual(p!.headers, [["A", "   "], ["Caller ID", "x y"]]);
+  });
+
   it("skips lines without a key instead of trusting them", () => {
     const [p] = packets(parse(`${BANNER}Event: X\r\n: no key\r\nno colon\r\nA: 1\r\n\r\n`));
     assert.deepEqual(p!.headers, [["Event", "X"], ["A", "1"]]);

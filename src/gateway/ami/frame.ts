@@ -114,7 +114,8 @@ export class FrameParser {
     if (colon <= 0) return undefined;
     const key = text.slice(0, colon).trim();
     if (!key) return undefined;
-    this.headers.push([key, text.slice(colon + 1).replace(/^ /, "")]);
+    // A stray CR (a line ended by LF alone may hold one) must not reach a log line or a room as a line break.
+    this.headers.push([key.replace(/\r/g, " "), text.slice(colon + 1).replace(/^ /, "").replace(/\r/g, " ")]);
     return undefined;
   }
 }
