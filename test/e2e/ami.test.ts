@@ -1,6 +1,6 @@
 /**
  * kind: ami end to end: a real Asterisk 22 with AMI on loopback and a manager user with exactly
- * the README's rights (read = call, write = call,originate), the bridge as a child process, a
+ * the README's rights (read = call, write = reporting,originate), the bridge as a child process, a
  * real Synapse. A real voicemail with caller ID reaches the DM with its caller, caller name and
  * called number; moving it to Old updates the counts; an Asterisk restart while a voicemail
  * arrives ends with the right counts; ring-to-verify rings a SIPp phone whose INVITE carries
@@ -17,6 +17,11 @@ import { ensureSipp, runSipp } from "./sipp.js";
 import { requireTestbed, World, type User } from "./world.js";
 
 const PBX_BOT = "@vm_pbx:localhost";
+const OFFICE_BOT = "@vm_office:localhost";
+const PASSWORD_1003 = "Sip-1003-Secret-pw";
+/** A manager user for caller details only (a SIP system's sip.ami). */
+const ENRICH_USER = "caller-details";
+const ENRICH_SECRET = "Ami-Enrich-Secret-2b9d";
 const AMI_USER = "voicemail-bridge";
 const AMI_SECRET = "Ami-Bridge-Secret-7c1e";
 /** A voicemail must reach Matrix this fast once Asterisk has stored it (a slow, shared machine). */
@@ -35,14 +40,21 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
     if (!(await requireTestbed(t as unknown as TestContext))) return;
     phonePort = await freeSipPort();
     const amiPort = await freePort();
+    const sipPort = await freeSipPort();
+    let officeLocal = await freeSipPort();
+    while (officeLocal === phonePort || officeLocal === sipPort) officeLocal = await freeSipPort();
     asterisk = await startAsterisk({
-      sipPort: await freeSipPort(),
+      sipPort,
       amiPort,
       mailboxes: [
         { mailbox: "1001", password: "unused-1001" },
         { mailbox: "1002", password: "unused-1002" },
+        { mailbox: "1003", password: PASSWORD_1003 },
       ],
-      amiUsers: [{ username: AMI_USER, secret: AMI_SECRET, read: "call", write: "call,originate" }],
+      amiUsers: [
+        { username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate" },
+        { username: ENRICH_USER, secret: ENRICH_SECRET, read: "reporting", write: "reporting" },
+      ],
       phones: [{ mailbox: "1002", contact: `sip:1002@127.0.0.1:${phonePort}` }],
       sipTrace: false,
     });
@@ -66,6 +78,19 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
               verifyCall: { dialString: "PJSIP/{mailbox}", ringSeconds: 10 },
             },
           },
+          {
+            // SIP for MWI, AMI for the caller details (no shared spool).
+            id: "office",
+            name: "Office SIP",
+            botLocalpart: "vm_office",
+            kind: "sip",
+            sip: {
+              server: { host: "127.0.0.1", port: sipPort, transport: "udp" },
+              local: { bindAddress: "127.0.0.1", port: officeLocal },
+              expires: 60,
+              ami: { host: "127.0.0.1", port: amiPort, username: ENRICH_USER, secret: ENRICH_SECRET },
+            },
+          },
         ],
       });
     } catch (err) {
@@ -79,7 +104,7 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
 
   after(async () => {
     console.log(`whole suite: ${Date.now() - started} ms`);
-    if (world) assert.ok(!world.bridge.log().includes(AMI_SECRET), "the AMI secret is never logged");
+    if (world) for (const secret of [AMI_SECRET, ENRICH_SECRET]) assert.ok(!world.bridge.log().includes(secret), "no AMI secret is ever logged");
     await world?.close();
     await asterisk?.stop();
   });
@@ -149,6 +174,21 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
     const log = w().bridge.log();
     assert.ok((log.match(/logged in as voicemail-bridge/g) ?? []).length > reconnectsBefore, "the bridge logged in again");
     assert.match(log, /resync of 1 mailbox/);
+  });
+
+  it("(6) a SIP system with sip.ami takes the caller details over AMI", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const carol = await w().user("carol");
+    const room = await w().openDm(carol, OFFICE_BOT);
+    const reply = await w().command(carol, room, OFFICE_BOT, `!link office 1003 --password ${PASSWORD_1003}`);
+    assert.match(reply.getContent().body, /^Linked Office SIP mailbox 1003/);
+    await ast().leaveVoicemail("1003", { name: "Enrich Eve", number: "5550003" }, { seconds: 1 });
+    const content = await state(room, "office/1003", (c) => c.new === 1, ARRIVAL_MS, carol);
+    assert.deepEqual(
+      (({ ani, caller_name, dnis }) => ({ ani, caller_name, dnis }))(content.last_message as Record<string, unknown>),
+      { ani: "5550003", caller_name: "Enrich Eve", dnis: "1003" },
+    );
+    assert.match(w().bridge.log(), /office \(caller details\): AMI 127\.0\.0\.1:\d+: logged in as caller-details/);
   });
 
   it("(5) ring-to-verify: !link rings the phone with the code as caller name; a wrong code does not link, the right one does", async (t) => {
