@@ -57,4 +57,3 @@ export type AmiSettings = Static<typeof amiSettings>;
 
 /** The settings of a connection used for caller details only (a SIP system's `sip.ami`). */
 export const amiEnrichmentSettings = Type.Object(amiConnection, { additionalProperties: false });
-export type AmiConnectionSettings = Static<typeof amiEnrichmentSettings>;
