@@ -101,3 +101,36 @@ describe("VerificationCodes", () => {
     assert.equal(codes.check(ALICE, "000042").ok, true);
   });
 });
+
+describe("!link and !verify on a ring-to-verify system (command router)", () => {
+  it("rings instead of asking a password, and !verify links; a wrong code does not; no password is taken", async () => {
+    const { world, ALICE: alice } = await import("./commandHarness.js");
+    const w = await world();
+    try {
+      const rung: string[] = [];
+      // The carrier system becomes an AMI-like one: no password proof, ring-to-verify instead.
+      Object.defineProperty(w.gateway, "linking", { value: undefined });
+      Object.defineProperty(w.gateway, "callVerification", {
+        value: { accepts: () => true, ring: async (_m: string, code: string) => (rung.push(code), { ok: true }) },
+      });
+      const reply = () => w.bots.sent.at(-1)?.body ?? "";
+      await w.send(alice, w.rooms.aliceCarrier, "!link 1001");
+      assert.match(reply(), /^Ringing the phone of Carrier mailbox 1001: .* Answer here with !verify <code> before \d\d:\d\d\.$/);
+      assert.equal(rung.length, 1);
+      await w.send(alice, w.rooms.aliceCarrier, `!verify ${rung[0] === "123456" ? "654321" : "123456"}`);
+      assert.equal(reply(), "That is not the code. Nothing was linked.");
+      await w.send(alice, w.rooms.aliceCarrier, "!verify 12ab");
+      assert.equal(reply(), "A code is the digits the phone showed or said.");
+      await w.send(alice, w.rooms.aliceCarrier, `!verify ${rung[0]}`);
+      assert.equal(reply(), "Linked Carrier mailbox 1001.");
+      await w.send(alice, w.rooms.aliceCarrier, "!link 1001");
+      assert.equal(reply(), "Carrier mailbox 1001 is already linked.");
+      assert.equal(rung.length, 1, "no call for a mailbox already linked");
+      await w.send(alice, w.rooms.aliceCarrier, "!link 1002 --password x");
+      assert.match(reply(), /takes no password/);
+      assert.equal(rung.length, 1);
+    } finally {
+      await w.close();
+    }
+  });
+});
