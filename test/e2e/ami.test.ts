@@ -7,6 +7,7 @@
  * the code as caller name, and `!verify` with it (not with a wrong one) links the mailbox.
  */
 import assert from "node:assert/strict";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, it, type TestContext } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
 import { MWI_EVENT_TYPE } from "../../src/core/events.js";
@@ -27,12 +28,62 @@ const AMI_SECRET = "Ami-Bridge-Secret-7c1e";
 /** A voicemail must reach Matrix this fast once Asterisk has stored it (a slow, shared machine). */
 const ARRIVAL_MS = 15_000;
 
+/**
+ * A TCP gate between the bridge and AMI: while shut, connections are dropped at once, so a
+ * MessageWaiting sent meanwhile reaches nobody and only the resync on reconnect can tell.
+ */
+class Gate {
+  private shut = false;
+  private readonly pairs = new Set<Socket>();
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async open(port: number, upstream: number): Promise<Gate> {
+    const server = createServer();
+    const gate = new Gate(server, port);
+    server.on("connection", (down) => {
+      if (gate.shut) return void down.destroy();
+      const up = connect(upstream, "127.0.0.1");
+      for (const s of [down, up]) {
+        gate.pairs.add(s);
+        s.on("error", () => undefined);
+        s.on("close", () => {
+          gate.pairs.delete(s);
+          down.destroy();
+          up.destroy();
+        });
+      }
+      down.pipe(up);
+      up.pipe(down);
+    });
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    return gate;
+  }
+
+  close(): void {
+    this.shut = true;
+    for (const s of this.pairs) s.destroy();
+  }
+
+  reopen(): void {
+    this.shut = false;
+  }
+
+  async stop(): Promise<void> {
+    this.close();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
 describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
   let world: World | undefined;
   let asterisk: RunningAsterisk | undefined;
   let alice: User;
   let aliceRoom: string;
   let phonePort = 0;
+  let gate: Gate | undefined;
   let newVoicemailBody = "";
   const started = Date.now();
 
@@ -59,6 +110,7 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
       sipTrace: false,
     });
     try {
+      gate = await Gate.open(await freePort(), amiPort);
       world = await World.create({
         synapsePort: await freePort(),
         bridgePort: await freePort(),
@@ -70,7 +122,7 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
             kind: "ami",
             ami: {
               host: "127.0.0.1",
-              port: amiPort,
+              port: gate.port,
               username: AMI_USER,
               secret: AMI_SECRET,
               context: "default",
@@ -94,6 +146,7 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
         ],
       });
     } catch (err) {
+      await gate?.stop();
       await asterisk.stop();
       asterisk = undefined;
       throw err;
@@ -106,6 +159,7 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
     console.log(`whole suite: ${Date.now() - started} ms`);
     if (world) for (const secret of [AMI_SECRET, ENRICH_SECRET]) assert.ok(!world.bridge.log().includes(secret), "no AMI secret is ever logged");
     await world?.close();
+    await gate?.stop();
     await asterisk?.stop();
   });
 
@@ -164,10 +218,14 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
   it("(4) Asterisk restarted while a voicemail arrives: after the reconnect the counts are right", async (t) => {
     if (!world) return t.skip("no test bed");
     const reconnectsBefore = (w().bridge.log().match(/logged in as voicemail-bridge/g) ?? []).length;
+    // The bridge stays cut off until the voicemail is in: its MessageWaiting goes to nobody.
+    gate!.close();
     await ast().restart();
-    // At once after the restart: the bridge is still waiting out its backoff, so this
-    // MessageWaiting goes to nobody and only the resync on reconnect can tell.
     await ast().leaveVoicemail("1001", { name: "Restart Rita", number: "5550002" }, { seconds: 1 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const before = alice.client.getRoom(aliceRoom)?.currentState.getStateEvents(MWI_EVENT_TYPE, "pbx/1001")?.getContent();
+    assert.equal(before?.new, 1, "nothing reached the bridge while it was cut off");
+    gate!.reopen();
     const content = await state(aliceRoom, "pbx/1001", (c) => c.new === 2 && c.old === 1, 45_000);
     assert.equal(content.urgent_new, 1);
     assert.equal((content.last_message as Record<string, unknown>).caller_name, "Restart Rita");
