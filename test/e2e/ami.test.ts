@@ -103,7 +103,8 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
         { mailbox: "1003", password: PASSWORD_1003 },
       ],
       amiUsers: [
-        { username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate" },
+        // As the README suggests for a busy PBX: of the call events only MessageWaiting.
+        { username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate", eventFilters: ["Event: MessageWaiting"] },
         { username: ENRICH_USER, secret: ENRICH_SECRET, read: "reporting", write: "reporting" },
       ],
       phones: [{ mailbox: "1002", contact: `sip:1002@127.0.0.1:${phonePort}` }],

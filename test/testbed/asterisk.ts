@@ -98,6 +98,8 @@ export interface AmiUserSpec {
   secret: string;
   read: string;
   write: string;
+  /** manager.conf `eventfilter` lines of this user, e.g. "Event: MessageWaiting". */
+  eventFilters?: string[];
 }
 
 /** Where `PJSIP/<mailbox>` rings: a SIP URI such as sip:1001@127.0.0.1:5090. */
@@ -225,8 +227,8 @@ function modulesFor(o: Pick<AsteriskOptions, "phones">): string[] {
 function amiUserSections(users: AmiUserSpec[]): string[] {
   return users.flatMap((u) => {
     checkName("amiUser", u.username);
-    for (const v of [u.secret, u.read, u.write]) if (/[\r\n;]/.test(v)) throw new Error("testbed: AMI user fields must not contain ';' or line breaks");
-    return ["", `[${u.username}]`, `secret = ${u.secret}`, "deny = 0.0.0.0/0.0.0.0", "permit = 127.0.0.1/255.255.255.255", `read = ${u.read}`, `write = ${u.write}`];
+    for (const v of [u.secret, u.read, u.write, ...(u.eventFilters ?? [])]) if (/[\r\n;]/.test(v)) throw new Error("testbed: AMI user fields must not contain ';' or line breaks");
+    return ["", `[${u.username}]`, `secret = ${u.secret}`, "deny = 0.0.0.0/0.0.0.0", "permit = 127.0.0.1/255.255.255.255", `read = ${u.read}`, `write = ${u.write}`, ...(u.eventFilters ?? []).map((f) => `eventfilter = ${f}`)];
   });
 }
 
