@@ -67,6 +67,19 @@ describe("AMI client", () => {
     await assert.rejects(c.action({ Action: "Ping" }), (e: AmiError) => e.transient && /not connected/.test(e.message));
   });
 
+  it("a list without end fails its action, bounded in events and bytes", async () => {
+    const ami = await fake();
+    const c = client(ami.port, { maxListEvents: 50, maxListBytes: 2_000 });
+    await until("login", () => c.connected);
+    const box = ami.mailbox("1001@default");
+    for (let i = 0; i < 60; i++) box.details.push({ Folder: "INBOX", ID: String(i) });
+    await assert.rejects(c.action({ Action: "VoicemailBoxSummary", Context: "default", Mailbox: "1001" }), /a list longer than 50 events or 2000 bytes/);
+    box.details.splice(0, 60, { Folder: "INBOX", CallerID: "x".repeat(2_500) });
+    await assert.rejects(c.action({ Action: "VoicemailBoxSummary", Context: "default", Mailbox: "1001" }), /a list longer/);
+    box.details.splice(0, 1, { Folder: "INBOX" });
+    assert.equal((await c.action({ Action: "VoicemailBoxSummary", Context: "default", Mailbox: "1001" })).events.length, 1, "the connection goes on");
+  });
+
   it("refuses action fields that would inject a header, before anything is sent", async () => {
     const ami = await fake();
     const c = client(ami.port);

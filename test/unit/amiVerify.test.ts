@@ -134,3 +134,18 @@ describe("!link and !verify on a ring-to-verify system (command router)", () => 
     }
   });
 });
+
+describe("!mwi on a kind that watches without an upstream switch (AMI)", () => {
+  it("off releases the watch once nobody else wants it; on watches again", async () => {
+    const { service, watched } = setup();
+    await service.link(ALICE, "pbx", "1001", "@admin:x");
+    await service.link(BOB, "pbx", "1001", "@admin:x");
+    assert.ok(watched.has("1001"));
+    await service.setMwi(ALICE, await service.selectLinks(ALICE, "pbx"), false);
+    assert.ok(watched.has("1001"), "Bob still wants it");
+    await service.setMwi(BOB, await service.selectLinks(BOB, "pbx"), false);
+    assert.ok(!watched.has("1001"), "released: the bridge stops asking");
+    await service.setMwi(ALICE, await service.selectLinks(ALICE, "pbx"), true);
+    assert.ok(watched.has("1001"));
+  });
+});

@@ -32,6 +32,8 @@ export interface AmiClientOptions {
   backoff?: { baseMs: number; maxMs: number };
   /** Events in one list (e.g. a VoicemailBoxSummary of a full mailbox) at most; more fails the action. */
   maxListEvents?: number;
+  /** Bytes of one list's events at most (headers counted); more fails the action. */
+  maxListBytes?: number;
   /** Actions waiting for an answer at most; more are refused at once. */
   maxPending?: number;
   limits?: FrameLimits;
@@ -63,6 +65,7 @@ interface Pending {
   timer: NodeJS.Timeout;
   response?: AmiPacket;
   events: AmiPacket[];
+  listBytes: number;
 }
 
 export class AmiClient {
@@ -144,7 +147,7 @@ export class AmiClient {
         this.pending.delete(id);
         reject(new AmiError(`AMI ${name}: no answer within ${timeoutMs} ms`, true));
       }, timeoutMs);
-      this.pending.set(id, { action: name, resolve, reject, timer, events: [] });
+      this.pending.set(id, { action: name, resolve, reject, timer, events: [], listBytes: 0 });
       socket.write(wire);
     });
   }
@@ -229,9 +232,13 @@ export class AmiClient {
         entry.resolve({ response: entry.response, events: entry.events });
         return;
       }
-      if (entry.events.length >= (this.options.maxListEvents ?? 10_000)) {
+      // Bounded in count and bytes: a PBX that lists without end cannot fill the bridge's memory.
+      entry.listBytes += packet.headers.reduce((sum, [k, v]) => sum + k.length + v.length + 4, 0);
+      const maxEvents = this.options.maxListEvents ?? 10_000;
+      const maxBytes = this.options.maxListBytes ?? 4 * 1024 * 1024;
+      if (entry.events.length >= maxEvents || entry.listBytes > maxBytes) {
         this.settle(id, entry);
-        entry.reject(new AmiError(`AMI ${entry.action}: more than ${this.options.maxListEvents ?? 10_000} list events`, false));
+        entry.reject(new AmiError(`AMI ${entry.action}: a list longer than ${maxEvents} events or ${maxBytes} bytes`, false));
         return;
       }
       entry.events.push(packet);

@@ -15,7 +15,7 @@ export interface FrameLimits {
   maxPacketBytes: number;
 }
 
-export const DEFAULT_FRAME_LIMITS: FrameLimits = { maxLineBytes: 8 * 1024, maxHeaders: 512, maxPacketBytes: 256 * 1024 };
+export const DEFAULT_FRAME_LIMITS: FrameLimits = { maxLineBytes: 8 * 1024, maxHeaders: 512, maxPacketBytes: 64 * 1024 };
 
 /**
  * One packet: its headers in order, and lookup by key without regard to case. A repeated key
