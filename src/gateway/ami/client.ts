@@ -271,7 +271,8 @@ export class AmiClient {
     if (!reconnect || this.stopped) return;
     const delay = backoffDelay(this.attempt++, this.options.backoff ?? { baseMs: 1_000, maxMs: 60_000 });
     const line = `${this.where}: ${reason}; reconnecting in ${Math.round(delay)} ms`;
-    if (wasReady || this.attempt === 1) this.options.log.warn(line);
+    // A PBX that stays away is told at the 1st, 2nd, 4th, 8th ... failure: seen, not a flood.
+    if (wasReady || (this.attempt & (this.attempt - 1)) === 0) this.options.log.warn(line);
     else this.options.log.debug(line);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.connect(), delay);
