@@ -13,15 +13,28 @@ import type { MailboxLink, OutboxEntry, VoicemailStore } from "../store/store.js
 import { KeyedQueue } from "../util/keyedQueue.js";
 import type { VoicemailMetrics } from "../util/metrics.js";
 import { DEFAULT_LINK_LIMITS, LinkAttempts, type LinkLimits } from "./linkAttempts.js";
+import { VerificationCodes } from "./verificationCodes.js";
 
 export type LinkOutcome = "linked" | "already-linked";
 
 /** A proof, or none made: too many failed tries, and when the next one may start. */
 export type LinkTry = LinkProof | { ok: false; tooManyTriesUntil: number };
 
+type TooManyTries = { ok: false; tooManyTriesUntil: number };
+
+/** A ring-to-verify call: started (the code expires then), refused, or not made. */
+export type RingTry = { ok: true; expiresAt: number } | { ok: false; reason: string; transient?: boolean } | TooManyTries;
+
+/** A `!verify` code: it linked the mailbox, or why not. */
+export type VerifyTry =
+  | { ok: true; systemId: string; mailbox: string; outcome: LinkOutcome }
+  | { ok: false; reason: "none" | "expired" | "wrong" }
+  | TooManyTries;
+
 export class MailboxService {
   private readonly mailboxQueue = new KeyedQueue();
   private readonly linkAttempts: LinkAttempts;
+  private readonly codes: VerificationCodes;
 
   constructor(
     private readonly store: VoicemailStore,
@@ -34,6 +47,7 @@ export class MailboxService {
     now: () => number = Date.now,
   ) {
     this.linkAttempts = new LinkAttempts(linkLimits, now);
+    this.codes = new VerificationCodes(now);
   }
 
   gateway(systemId: string): VoicemailGateway | undefined {
@@ -151,6 +165,64 @@ export class MailboxService {
     return proof;
   }
 
+  /** The user may start a try on the mailbox now, or is told when. */
+  private beginTry(userId: string, systemId: string, mailbox: string, what: string): ReturnType<LinkAttempts["begin"]> {
+    const start = this.linkAttempts.begin(userId, systemId, mailbox);
+    if (!start.ok) {
+      const whose = start.limit === "user" ? "the user's" : "the mailbox's";
+      this.log.info(`${systemId}: ${what} of ${mailbox} for ${userId} refused: too many tries (${whose} limit) until ${new Date(start.until).toISOString()}`);
+    }
+    return start;
+  }
+
+  /**
+   * Ring-to-verify: rings the mailbox's phone with a one-time code for the user. Every call
+   * counts as a failed try of the user and the mailbox until its code is used: calls cannot be
+   * used to ring someone's phone over and over.
+   */
+  async ringToVerify(systemId: string, userId: string, mailbox: string): Promise<RingTry> {
+    const verification = this.gateways.get(systemId)?.callVerification;
+    if (!verification) throw new Error(`system ${systemId} has no ring-to-verify`);
+    if (!verification.accepts(mailbox)) return { ok: false, reason: "that is not a mailbox of this system" };
+    const start = this.beginTry(userId, systemId, mailbox, "verification call");
+    if (!start.ok) return { ok: false, tooManyTriesUntil: start.until };
+    const { code, expiresAt } = this.codes.issue(userId, systemId, mailbox, start.attempt);
+    let result;
+    try {
+      result = await verification.ring(mailbox, code);
+    } catch (err) {
+      this.codes.withdraw(userId);
+      throw err;
+    }
+    if (!result.ok) {
+      // A refused call keeps counting (it may ring again); one that never left does not.
+      if (result.transient) this.codes.withdraw(userId);
+      return result;
+    }
+    this.log.info(`${systemId}: verification call for ${mailbox} started for ${userId}`);
+    return { ok: true, expiresAt };
+  }
+
+  /** `!verify <code>`: the user's pending code, if right, links its mailbox to them. A wrong code counts as a failed try. */
+  async verifyCode(userId: string, code: string): Promise<VerifyTry> {
+    const pending = this.codes.pendingFor(userId);
+    if (pending) {
+      const start = this.beginTry(userId, pending.systemId, pending.mailbox, "verification");
+      if (!start.ok) return { ok: false, tooManyTriesUntil: start.until };
+      const checked = this.codes.check(userId, code);
+      if (checked.ok) {
+        start.attempt.forget();
+        const outcome = await this.link(userId, checked.systemId, checked.mailbox, userId);
+        return { ok: true, systemId: checked.systemId, mailbox: checked.mailbox, outcome };
+      }
+      if (checked.reason !== "wrong") start.attempt.forget();
+      else this.log.info(`${pending.systemId}: wrong verification code for ${pending.mailbox} from ${userId}`);
+      return { ok: false, reason: checked.reason };
+    }
+    const checked = this.codes.check(userId, code);
+    return { ok: false, reason: checked.ok ? "none" : checked.reason };
+  }
+
   /** Someone follows the mailbox (MWI on) who linked it with a password: their credentials can watch it. */
   async followedWithPassword(systemId: string, mailbox: string): Promise<boolean> {
     return (await this.store.linksForMailbox(systemId, mailbox)).some((l) => l.mwiEnabled && l.sealedCredentials !== undefined);
@@ -193,6 +265,12 @@ export class MailboxService {
         // Switching on resolves once the system has reported the mailbox again (or gave up).
         if (enabled) await upstream.switchOn(link.mailbox, await this.credentialsFor(link.systemId, link.mailbox));
         else if (!othersWant) await upstream.switchOff(link.mailbox);
+      } else if (gateway?.watching) {
+        // Kinds that watch without an upstream switch (AMI): off releases the watch (nothing
+        // changes at the system), on watches again and resolves once the counts are fresh.
+        const othersWant = (await this.store.linksForMailbox(link.systemId, link.mailbox)).some((l) => l.mwiEnabled);
+        if (enabled) await this.watch(link.systemId, link.mailbox);
+        else if (!othersWant) await gateway.watching.unwatch(link.mailbox);
       }
       // Nothing still queued for the mailbox arrives after "MWI is off". A batch already in flight
       // (being sent, or retried after a lost answer) may still finish: it cannot be called back.
@@ -200,7 +278,8 @@ export class MailboxService {
       this.log.info(`${userId} switched MWI ${enabled ? "on" : "off"} for ${link.systemId}/${link.mailbox}`);
       // Upstream systems sent nothing while MWI was off: the stored counts may be stale. If the
       // fresh report changed them, that change has reached the user already.
-      if (enabled) await this.resync(userId, link.systemId, link.mailbox, undefined, upstream ? switchedOnAt : undefined);
+      const refreshed = upstream !== undefined || gateway?.watching !== undefined;
+      if (enabled) await this.resync(userId, link.systemId, link.mailbox, undefined, refreshed ? switchedOnAt : undefined);
     }
     return changed;
   }

@@ -51,6 +51,21 @@ export interface WatchingCapability {
   readonly systemCredentials?: boolean;
 }
 
+/** How a verification call went: `transient` when the system was not reached (not counted as a try). */
+export type VerificationCallResult = { ok: true } | { ok: false; reason: string; transient?: boolean };
+
+/**
+ * Ring-to-verify: users link a mailbox by proving they can answer its phone. The system rings the
+ * mailbox's extension showing a one-time code as caller name and saying it when answered; codes,
+ * their expiry and the limits on tries are the core's (the kind only makes the call).
+ */
+export interface CallVerificationCapability {
+  /** Starts the call; resolves once the system took it (not once it is answered). */
+  ring(mailbox: string, code: string): Promise<VerificationCallResult>;
+  /** Whether the system can ring this mailbox at all (its name fits the system). */
+  accepts(mailbox: string): boolean;
+}
+
 /** `!mwi off` reaches the voice mail system, not only the bridge's delivery. */
 export interface UpstreamMwiCapability {
   /** Resolves once the system has reported the mailbox again (or gave up). */
@@ -81,6 +96,7 @@ export interface VoicemailGateway {
   stop(): Promise<void>;
 
   readonly linking?: LinkingCapability;
+  readonly callVerification?: CallVerificationCapability;
   readonly watching?: WatchingCapability;
   readonly upstreamMwi?: UpstreamMwiCapability;
   readonly http?: HttpCapability;

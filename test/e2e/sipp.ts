@@ -63,9 +63,10 @@ export interface SippRun {
  */
 export async function runSipp(
   scenario: string,
-  o: { transport: "udp" | "tcp"; calls: number; timeoutS?: number; set?: Record<string, string>; remote?: string },
+  o: { transport: "udp" | "tcp"; calls: number; timeoutS?: number; set?: Record<string, string>; remote?: string; port?: number },
 ): Promise<SippRun> {
-  const port = await freeSipPort();
+  // A given port: a peer configured before SIPp starts (a PBX's static contact) knows where it is.
+  const port = o.port ?? (await freeSipPort());
   const cwd = mkdtempSync(path.join(tmpdir(), "sipp-"));
   const timeoutS = o.timeoutS ?? 20;
   const args = [

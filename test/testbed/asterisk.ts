@@ -83,6 +83,29 @@ export interface AsteriskOptions {
   sipTrace?: boolean;
   /** Readiness timeout in ms; default 30000. */
   startTimeoutMs?: number;
+  /** More manager.conf users with exactly these rights (the AMI kind's minimal manager.conf). */
+  amiUsers?: AmiUserSpec[];
+  /**
+   * Phones: a static contact on the mailbox's AOR (as if the phone had registered there), and the
+   * modules for outgoing calls (chan_pjsip, res_pjsip_session, RTP, ulaw), so `PJSIP/<mailbox>` rings it.
+   */
+  phones?: PhoneSpec[];
+}
+
+/** A manager.conf user of its own: `read`/`write` as manager.conf takes them ("call", "call,originate"). */
+export interface AmiUserSpec {
+  username: string;
+  secret: string;
+  read: string;
+  write: string;
+  /** manager.conf `eventfilter` lines of this user, e.g. "Event: MessageWaiting". */
+  eventFilters?: string[];
+}
+
+/** Where `PJSIP/<mailbox>` rings: a SIP URI such as sip:1001@127.0.0.1:5090. */
+export interface PhoneSpec {
+  mailbox: string;
+  contact: string;
 }
 
 export interface MailboxCounts {
@@ -192,6 +215,32 @@ export const ASTERISK_MODULES = [
   "res_clioriginate.so", // `channel originate` by hand from cli()
   "res_timing_timerfd.so", // a timing source for media generators
 ];
+
+/** What outgoing calls to phones need besides ASTERISK_MODULES (see AsteriskOptions.phones). */
+const CALL_MODULES = ["res_pjsip_session.so", "chan_pjsip.so", "res_rtp_asterisk.so", "res_pjsip_sdp_rtp.so", "codec_ulaw.so"];
+
+function modulesFor(o: Pick<AsteriskOptions, "phones">): string[] {
+  return o.phones?.length ? [...ASTERISK_MODULES, ...CALL_MODULES] : ASTERISK_MODULES;
+}
+
+/** manager.conf sections of the extra AMI users, loopback only. */
+function amiUserSections(users: AmiUserSpec[]): string[] {
+  return users.flatMap((u) => {
+    checkName("amiUser", u.username);
+    for (const v of [u.secret, u.read, u.write, ...(u.eventFilters ?? [])]) if (/[\r\n;]/.test(v)) throw new Error("testbed: AMI user fields must not contain ';' or line breaks");
+    return ["", `[${u.username}]`, `secret = ${u.secret}`, "deny = 0.0.0.0/0.0.0.0", "permit = 127.0.0.1/255.255.255.255", `read = ${u.read}`, `write = ${u.write}`, ...(u.eventFilters ?? []).map((f) => `eventfilter = ${f}`)];
+  });
+}
+
+/** The AOR lines that make `PJSIP/<mailbox>` ring a phone. */
+function phoneContactLines(phones: PhoneSpec[], mailbox: string): string[] {
+  return phones
+    .filter((p) => p.mailbox === mailbox)
+    .map((p) => {
+      if (!/^sip:[A-Za-z0-9_.+-]+@[0-9.]+:\d+$/.test(p.contact)) throw new Error(`testbed: bad phone contact ${p.contact}`);
+      return `contact = ${p.contact}`;
+    });
+}
 
 /** unbind() plus removal of the then empty mount point, so ext-* directories do not pile up. */
 function unbindAndRemove(root: string, target: string): void {
@@ -344,7 +393,7 @@ function writeConfigs(l: Layout, o: Required<Pick<AsteriskOptions, "sipPort" | "
       "documentation_language = en_US",
     ]),
   );
-  w("modules.conf", confLines(["[modules]", "autoload = no", ...ASTERISK_MODULES.map((m) => `load = ${m}`)]));
+  w("modules.conf", confLines(["[modules]", "autoload = no", ...modulesFor(o).map((m) => `load = ${m}`)]));
   w(
     "logger.conf",
     confLines(["[general]", "dateformat = %F %T.%3q", "[logfiles]", "console => error,warning,notice", "messages.log => error,warning,notice,verbose"]),
@@ -371,6 +420,7 @@ function writeConfigs(l: Layout, o: Required<Pick<AsteriskOptions, "sipPort" | "
       "permit = 127.0.0.1/255.255.255.255",
       "read = all",
       "write = all",
+      ...amiUserSections(o.amiUsers ?? []),
     ]),
   );
 
@@ -417,6 +467,7 @@ function writeConfigs(l: Layout, o: Required<Pick<AsteriskOptions, "sipPort" | "
       "max_contacts = 1",
       "remove_existing = yes",
       `mailboxes = ${mb.mailbox}@${VM_CONTEXT}`,
+      ...phoneContactLines(o.phones ?? [], mb.mailbox),
       "",
     );
   }
@@ -639,7 +690,7 @@ export async function startAsterisk(opts: AsteriskOptions): Promise<RunningAster
     }
     // Every module of modules.conf must be running; name the ones that are not.
     const modules = await cli("module show");
-    const missing = ASTERISK_MODULES.filter((m) => !new RegExp(`^${m.replace(/\./g, "\\.")}\\s.*\\bRunning\\b`, "m").test(modules));
+    const missing = modulesFor(o).filter((m) => !new RegExp(`^${m.replace(/\./g, "\\.")}\\s.*\\bRunning\\b`, "m").test(modules));
     if (missing.length) {
       await stopProcess();
       const failed = tail(logFile, 400)

@@ -29,7 +29,7 @@ describe("the command table", () => {
   it("has the documented commands, each with a !usage line", () => {
     assert.deepEqual(
       COMMANDS.map((c) => c.name),
-      ["help", "list", "link", "unlink", "mwi", "set", "target", "admin"],
+      ["help", "list", "link", "verify", "unlink", "mwi", "set", "target", "admin"],
     );
     for (const c of COMMANDS) assert.ok(c.usage.startsWith(`!${c.name}`), c.usage);
     assert.equal(COMMANDS.find((c) => c.name === "admin")!.level, "admin");
@@ -374,5 +374,12 @@ describe("tokenize", () => {
   it("splits like yargs: white space outside quotes, quotes kept", () => {
     assert.deepEqual(tokenize('a  "b c"\td\'e f\''), ["a", '"b c"', "d'e f'"]);
     assert.deepEqual(tokenize(""), []);
+  });
+});
+
+describe("!verify", () => {
+  it("takes one code", () => {
+    assert.deepEqual(ok("!verify 042917"), { name: "verify", args: { code: "042917" } });
+    assert.match(error("!verify").error, /!verify <code>/);
   });
 });

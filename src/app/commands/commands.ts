@@ -124,6 +124,10 @@ const link = defineCommand({
     }
     const which = `${name} mailbox ${mailbox}`;
     const gateway = ctx.mailboxes.gateway(systemId);
+    if (!gateway?.linking && gateway?.callVerification) {
+      if (args.password !== undefined) throw new CommandError(`${name} takes no password: !link rings the mailbox's phone instead.`, `${name} takes no password: !link rings the mailbox's phone instead.`);
+      return ringToVerify(ctx, systemId, mailbox, which);
+    }
     if (!gateway?.linking) {
       return text(`Mailboxes of ${name} are linked by an admin: ask one to run !admin link ${ctx.sender} ${systemId} ${mailbox}.`);
     }
@@ -136,12 +140,7 @@ const link = defineCommand({
       password: args.password,
       ...(args["auth-user"] !== undefined ? { authUser: args["auth-user"] } : {}),
     });
-    if ("tooManyTriesUntil" in proof) {
-      // Rounded up: "after 09:42" must not be refused again at 09:42:10.
-      const after = Math.ceil(proof.tooManyTriesUntil / 60_000) * 60_000;
-      const tooMany = `Too many tries: try again after ${formatSince(after, Date.now(), await ctx.views.timeZone(ctx.sender))}.`;
-      throw new CommandError(tooMany, tooMany);
-    }
+    if ("tooManyTriesUntil" in proof) throw await tooManyTries(ctx, proof.tooManyTriesUntil);
     if (!proof.ok) return text(`Could not link ${which}: ${proof.reason}. Nothing was stored.`);
     const outcome = await ctx.mailboxes.link(ctx.sender, systemId, mailbox, ctx.sender, {
       ...(proof.credentials ? { credentials: proof.credentials } : {}),
@@ -152,6 +151,48 @@ const link = defineCommand({
     }
     const counts = proof.current ? `: ${countsText(proof.current.counts)}` : "";
     return text(`Linked ${which}${counts}.`);
+  },
+});
+
+/** "Too many tries: try again after 09:42." (rounded up: it must not be refused again at 09:42:10). */
+async function tooManyTries(ctx: CommandContext, until: number): Promise<CommandError> {
+  const after = Math.ceil(until / 60_000) * 60_000;
+  const tooMany = `Too many tries: try again after ${formatSince(after, Date.now(), await ctx.views.timeZone(ctx.sender))}.`;
+  return new CommandError(tooMany, tooMany);
+}
+
+/** `!link` on a system that proves a mailbox by ringing its phone with a one-time code. */
+async function ringToVerify(ctx: CommandContext, systemId: string, mailbox: string, which: string): Promise<RenderedText> {
+  if ((await ctx.mailboxes.selectLinks(ctx.sender, systemId, mailbox)).length) return text(`${which} is already linked.`);
+  const call = await ctx.mailboxes.ringToVerify(systemId, ctx.sender, mailbox);
+  if ("tooManyTriesUntil" in call) throw await tooManyTries(ctx, call.tooManyTriesUntil);
+  if (!call.ok) return text(`Could not ring ${which}: ${call.reason}. Nothing was stored.`);
+  const until = formatSince(Math.floor(call.expiresAt / 60_000) * 60_000, Date.now(), await ctx.views.timeZone(ctx.sender));
+  return text(
+    `Ringing the phone of ${which}: its display shows a code as the caller's name, and the call says it when answered. Answer here with !verify <code> before ${until}.`,
+  );
+}
+
+const verify = defineCommand({
+  name: "verify",
+  summary: "link the mailbox whose phone !link rang, with the code it showed",
+  level: "user",
+  positionals: [{ name: "code" }],
+  async run(ctx: CommandContext, args) {
+    const code = args.code.trim();
+    if (!/^\d{4,12}$/.test(code)) throw new CommandError("A code is the digits the phone showed or said.", "A code is the digits the phone showed or said.");
+    const result = await ctx.mailboxes.verifyCode(ctx.sender, code);
+    if ("tooManyTriesUntil" in result) throw await tooManyTries(ctx, result.tooManyTriesUntil);
+    if (!result.ok) {
+      const why = {
+        none: "There is no code waiting for you: say !link <system> <mailbox> first.",
+        expired: "That code has expired: say !link again for a new call.",
+        wrong: "That is not the code. Nothing was linked.",
+      } as const;
+      return text(why[result.reason]);
+    }
+    const which = `${ctx.views.systemName(result.systemId)} mailbox ${result.mailbox}`;
+    return text(result.outcome === "already-linked" ? `${which} was already linked.` : `Linked ${which}.`);
   },
 });
 
@@ -302,7 +343,7 @@ const admin = defineCommand({
   },
 });
 
-export const COMMANDS: readonly Command[] = [help, list, link, unlink, mwi, set, target, admin];
+export const COMMANDS: readonly Command[] = [help, list, link, verify, unlink, mwi, set, target, admin];
 
 /** The secret options any command declares (`password`): the router redacts messages that pass one. */
 export const SECRET_OPTION_NAMES: readonly string[] = secretOptionsOf(COMMANDS);

@@ -17,11 +17,12 @@ export const sipKind = defineKind({
       port: local.port,
     },
   ],
-  check: ({ unsolicitedSources, server, allowAuthUser }) => {
+  check: ({ unsolicitedSources, server, allowAuthUser, ami, asteriskSpool }) => {
     const { problems, warnings } = parseSources(unsolicitedSources);
     if (server.transport === "tls" && !server.rejectUnauthorized) {
       warnings.push("server.rejectUnauthorized: false: anyone on the path can pose as the server and read the mailbox passwords of every !link");
     }
+    if (ami && asteriskSpool) warnings.push("ami and asteriskSpool both given: the caller details come over AMI, the spool is not read");
     if (allowAuthUser) warnings.push("allowAuthUser: true: a password proves the auth user's account, so the server must tie each auth user to its own mailbox");
     return { problems, warnings };
   },

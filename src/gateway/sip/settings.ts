@@ -1,6 +1,7 @@
 /** The `sip:` block of a system of kind sip: its schema, and its type after validation. */
 import { Type, type Static } from "@sinclair/typebox";
 import { Defaulted, DefaultedBlock, StringEnum } from "../../util/schema.js";
+import { amiEnrichmentSettings } from "../ami/settings.js";
 
 const host = Type.String({ minLength: 1, maxLength: 255, pattern: "^[A-Za-z0-9.:\\[\\]-]+$" });
 
@@ -79,6 +80,12 @@ export const sipSettings = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /**
+     * An AMI connection for the caller details only (SIP stays the source of MWI): the newest
+     * message's caller from `VoicemailBoxSummary`, where the bridge does not share the PBX's disk.
+     * Used instead of asteriskSpool when both are given.
+     */
+    ami: Type.Optional(amiEnrichmentSettings),
   },
   { additionalProperties: false },
 );

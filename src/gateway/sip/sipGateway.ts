@@ -21,6 +21,9 @@ import type {
   VoicemailGateway,
   WatchingCapability,
 } from "../gateway.js";
+import { AmiClient } from "../ami/client.js";
+import { parseAmiMailbox } from "../ami/mailbox.js";
+import { newestMessageOf } from "../ami/voicemailActions.js";
 import { newestInboxMessage } from "./asteriskSpool.js";
 import { parseMessageSummary, type MessageSummary } from "./messageSummary.js";
 import type { SipSettings } from "./settings.js";
@@ -125,6 +128,8 @@ export class SipGateway implements VoicemailGateway {
   private readonly throttle = pLimit(STARTS_IN_FLIGHT);
   /** Refused and bad NOTIFYs: anyone can send them, one line per datagram would flood the log. */
   private readonly noise: RateLimitedLog;
+  /** `sip.ami`: the PBX's manager interface, asked for the caller of the newest message. */
+  private readonly ami?: AmiClient;
 
   constructor(
     readonly system: KindSystem<"sip", SipSettings>,
@@ -134,6 +139,21 @@ export class SipGateway implements VoicemailGateway {
     if (sources.problems.length) throw new Error(`SIP system ${system.id}: ${sources.problems.join("; ")}`);
     this.allowedSources = sources.list;
     this.noise = rateLimitedLog((line) => host.log.warn(line));
+    const ami = system.sip.ami;
+    if (ami) {
+      const log = host.log;
+      this.ami = new AmiClient({
+        host: ami.host,
+        port: ami.port,
+        username: ami.username,
+        secret: ami.secret,
+        events: "off", // questions only: no event is wanted
+        name: `${system.id} (caller details)`,
+        log: { debug: (m) => log.debug(m), info: (m) => log.info(m), warn: (m) => log.warn(m) },
+        keepAliveMs: ami.keepAliveSeconds * 1000,
+        actionTimeoutMs: ami.actionTimeoutSeconds * 1000,
+      });
+    }
     this.watching = {
       watch: (mailbox, credentials) => this.watch(mailbox, credentials),
       unwatch: (mailbox) => this.unwatch(mailbox),
@@ -180,6 +200,7 @@ export class SipGateway implements VoicemailGateway {
       },
     });
     this.ua.onUnsolicitedNotify((notify) => this.onUnsolicited(notify));
+    this.ami?.start();
   }
 
   async stop(): Promise<void> {
@@ -191,6 +212,7 @@ export class SipGateway implements VoicemailGateway {
     await withTimeout(unsubscribeAll, STOP_BUDGET_MS, undefined);
     this.throttle.clearQueue();
     this.noise.flush();
+    await this.ami?.stop();
     await this.ua?.close();
   }
 
@@ -361,12 +383,28 @@ export class SipGateway implements VoicemailGateway {
     };
   }
 
-  /** Asterisk's NOTIFY has no caller: its spool has, when the admin told us where it is. */
+  /** Asterisk's NOTIFY has no caller: its AMI or its spool has, when the admin told us where. */
   private async withCallerDetails(update: MwiUpdate): Promise<MwiUpdate> {
-    const spool = this.system.sip.asteriskSpool;
-    if (!spool || update.message || update.counts.new === 0) return update;
-    const message = await newestInboxMessage(spool.dir, spool.context, update.mailbox).catch(() => undefined);
+    if (update.message || update.counts.new === 0) return update;
+    const message = this.ami ? await this.callerOverAmi(update.mailbox) : await this.callerFromSpool(update.mailbox);
     return message ? { ...update, message } : update;
+  }
+
+  private async callerFromSpool(mailbox: string): Promise<MessageInfo | undefined> {
+    const spool = this.system.sip.asteriskSpool;
+    return spool ? newestInboxMessage(spool.dir, spool.context, mailbox).catch(() => undefined) : undefined;
+  }
+
+  /** Without an answer (AMI down, slow) the update goes on without the caller: MWI must not wait for it. */
+  private async callerOverAmi(name: string): Promise<MessageInfo | undefined> {
+    const mailbox = parseAmiMailbox(name, this.system.sip.ami!.context);
+    if (!mailbox || !this.ami) return undefined;
+    try {
+      return await newestMessageOf(this.ami, mailbox);
+    } catch (err) {
+      this.noise(`ami ${name}`, `${this.systemId}: no caller details for ${name} over AMI: ${(err as Error).message}`);
+      return undefined;
+    }
   }
 
   /**

@@ -1,0 +1,41 @@
+/** The voicemail questions the bridge asks over AMI, and how their answers become MWI. */
+import { clampCount, type MessageInfo, type MwiCounts } from "../../core/mwi.js";
+import type { AmiClient } from "./client.js";
+import type { AmiPacket } from "./frame.js";
+import { canonical, newestMessage, type AmiMailbox } from "./mailbox.js";
+
+function count(packet: AmiPacket, key: string): number {
+  const value = packet.get(key);
+  return value !== undefined && /^\d{1,12}$/.test(value.trim()) ? clampCount(Number(value)) : 0;
+}
+
+/**
+ * `MailboxCount` answers `UrgMessages` (its docs say `UrgentMessages`) and leaves urgent messages
+ * out of `NewMessages`; the bridge's `new` counts them (as RFC 3842 does), `urgentNew` alone.
+ * Asterisk has no urgent old messages (a heard urgent message is an old one).
+ */
+export function countsFrom(response: AmiPacket): MwiCounts {
+  const urgent = count(response, "UrgMessages") || count(response, "UrgentMessages");
+  const fresh = count(response, "NewMessages") + urgent;
+  return { waiting: fresh > 0, new: clampCount(fresh), old: count(response, "OldMessages"), urgentNew: urgent, urgentOld: 0 };
+}
+
+export async function mailboxCount(client: AmiClient, mailbox: AmiMailbox): Promise<MwiCounts> {
+  const { response } = await client.action({ Action: "MailboxCount", Mailbox: canonical(mailbox) });
+  return countsFrom(response);
+}
+
+/** The newest unheard message's caller, name, time and length, from `VoicemailBoxSummary`. */
+export async function newestMessageOf(client: AmiClient, mailbox: AmiMailbox): Promise<MessageInfo | undefined> {
+  const { events } = await client.action({ Action: "VoicemailBoxSummary", Context: mailbox.context, Mailbox: mailbox.box });
+  const details = events
+    .filter((e) => e.get("Event") === "VoicemailBoxDetail")
+    .map((e) => ({
+      folder: e.get("Folder") ?? "",
+      ...(e.get("CallerID") !== undefined ? { callerId: e.get("CallerID")! } : {}),
+      ...(e.get("Date") !== undefined ? { date: e.get("Date")! } : {}),
+      ...(e.get("Duration") !== undefined ? { duration: e.get("Duration")! } : {}),
+      ...(e.get("ID") !== undefined ? { id: e.get("ID")! } : {}),
+    }));
+  return newestMessage(details, mailbox.box);
+}
