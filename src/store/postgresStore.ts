@@ -281,6 +281,9 @@ export interface PostgresStoreOptions {
   connectTimeout?: number;
 }
 
+/** Methods used inside the public ones: their errors are named once, by the caller. */
+const INTERNAL = new Set(["insert", "upsertState", "countsIn"]);
+
 export class PostgresStore implements TransferableStore {
   /**
    * Writes of one mailbox's state, one at a time in call order: transactions on different pool
@@ -291,7 +294,17 @@ export class PostgresStore implements TransferableStore {
   private constructor(
     private readonly sql: postgres.Sql,
     private readonly where: string,
-  ) {}
+  ) {
+    // Every operation's connection failure names the database (without the password).
+    for (const name of Object.getOwnPropertyNames(PostgresStore.prototype)) {
+      const method = (this as unknown as Record<string, unknown>)[name];
+      if (name === "constructor" || INTERNAL.has(name) || typeof method !== "function") continue;
+      (this as unknown as Record<string, unknown>)[name] = (...args: unknown[]) =>
+        (method as (...a: unknown[]) => Promise<unknown>).apply(this, args).catch((err: unknown) => {
+          throw namedConnectionError(err, where);
+        });
+    }
+  }
 
   /** Connects, migrates, and refuses a schema newer than this code; errors carry no password. */
   static async open(uri: string, log: StoreLog = consoleLog, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
@@ -655,6 +668,17 @@ export class PostgresStore implements TransferableStore {
     }
     return parts.join(", ");
   }
+}
+
+/** Socket and server codes that say the database is out of reach, not that a statement failed. */
+const CONNECTION_CODES = /^(E[A-Z]+|CONNECT_TIMEOUT|CONNECTION_(CLOSED|ENDED|DESTROYED)|08...|57P0[1-3])$/;
+
+function namedConnectionError(err: unknown, where: string): unknown {
+  const e = err as { code?: unknown; message?: unknown };
+  if (err instanceof Error && typeof e.code === "string" && CONNECTION_CODES.test(e.code) && !err.message.startsWith("PostgreSQL ")) {
+    err.message = `PostgreSQL ${where} is out of reach: ${err.message}`;
+  }
+  return err;
 }
 
 /** A client error as one line: PostgreSQL's message and code, or the socket's. */

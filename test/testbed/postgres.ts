@@ -4,7 +4,7 @@
 // stop(). PostgreSQL refuses to run as root, so under root it runs as the `postgres` user the
 // package creates. fsync is off: a test server need not survive a power cut, and it starts faster.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
@@ -30,6 +30,9 @@ export interface RunningPostgres {
   createSchema(): Promise<string>;
   /** SQL as the superuser, over the socket (for tests that look under the store). */
   admin(database?: string): postgres.Sql;
+  /** Stops the server but keeps its data for resume(): an outage. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -81,7 +84,6 @@ export async function startPostgres(options: { startTimeoutMs?: number } = {}): 
   const root = mkdtempSync(join(tmpdir(), "vm-postgres-"));
   if (as.uid !== undefined) chownSync(root, as.uid, as.gid);
   const data = join(root, "data");
-  const log = join(root, "server.log");
   const cleanup = () => rmSync(root, { recursive: true, force: true });
 
   const initdb = spawnSync(
@@ -95,47 +97,63 @@ export async function startPostgres(options: { startTimeoutMs?: number } = {}): 
   }
 
   const port = await freePort();
-  writeFileSync(log, "");
-  if (as.uid !== undefined) chownSync(log, as.uid, as.gid);
-  const server: ChildProcess = spawn(
-    join(bin, "postgres"),
-    ["-D", data, "-p", String(port), "-k", root, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", `log_directory=${root}`, "-c", "logging_collector=off"],
-    { ...as, cwd: root, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LC_ALL: "C.UTF-8" } },
-  );
+  let server!: ChildProcess;
+  let exited = true;
   let stderr = "";
-  server.stderr!.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-8000);
-  });
-  let exited = false;
-  server.once("exit", () => (exited = true));
+  const spawnServer = () => {
+    server = spawn(
+      join(bin, "postgres"),
+      ["-D", data, "-p", String(port), "-k", root, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+      { ...as, cwd: root, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LC_ALL: "C.UTF-8" } },
+    );
+    exited = false;
+    server.stderr!.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-8000);
+    });
+    server.once("exit", () => (exited = true));
+  };
+  // A test process that dies must not leave a server behind.
+  const killOnExit = () => server.kill("SIGINT");
+  process.once("exit", killOnExit);
 
   const superuser = (database = "postgres") =>
     postgres({ path: join(root, `.s.PGSQL.${port}`), username: "postgres", database, onnotice: () => undefined, max: 2 });
+  const halt = async () => {
+    if (exited) return;
+    // SIGINT: "fast shutdown", every session ended at once.
+    server.kill("SIGINT");
+    const deadline = Date.now() + 10_000;
+    while (!exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (!exited) server.kill("SIGKILL");
+  };
   const stopServer = async () => {
-    if (!exited) {
-      // SIGINT: "fast shutdown", every session ended at once.
-      server.kill("SIGINT");
-      const deadline = Date.now() + 10_000;
-      while (!exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      if (!exited) server.kill("SIGKILL");
-    }
+    await halt();
+    process.removeListener("exit", killOnExit);
     cleanup();
   };
 
-  const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   const su = superuser();
-  for (;;) {
-    try {
-      await su`SELECT 1`;
-      break;
-    } catch (err) {
-      if (exited || Date.now() > deadline) {
-        await su.end({ timeout: 1 }).catch(() => undefined);
-        await stopServer();
-        throw new Error(`PostgreSQL did not start on 127.0.0.1:${port} (${(err as Error).message}): ${stderr.trim().slice(-2000)}`);
+  const ready = async () => {
+    const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        await su`SELECT 1`;
+        return;
+      } catch (err) {
+        if (exited || Date.now() > deadline) {
+          throw new Error(`PostgreSQL did not start on 127.0.0.1:${port} (${(err as Error).message}): ${stderr.trim().slice(-2000)}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
       }
-      await new Promise((r) => setTimeout(r, 100));
     }
+  };
+  spawnServer();
+  try {
+    await ready();
+  } catch (err) {
+    await su.end({ timeout: 1 }).catch(() => undefined);
+    await stopServer();
+    throw err;
   }
 
   const user = "bridge";
@@ -170,6 +188,11 @@ export async function startPostgres(options: { startTimeoutMs?: number } = {}): 
       return `${base}?search_path=${name}`;
     },
     admin,
+    pause: halt,
+    async resume() {
+      spawnServer();
+      await ready();
+    },
     async stop() {
       await Promise.all(admins.map((sql) => sql.end({ timeout: 1 }).catch(() => undefined)));
       await stopServer();

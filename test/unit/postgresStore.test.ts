@@ -153,6 +153,29 @@ if (unavailable) {
       }
     });
 
+    it("an outage: operations reject without the password, and the same store works again after", async () => {
+      const store = await PostgresStore.open(await pg.createDatabase(), quiet);
+      try {
+        await store.addLink(link());
+        await pg.pause();
+        const messages: string[] = [];
+        for (const attempt of [() => store.listLinks("@alice:localhost"), () => store.acceptChange({ systemId: "carrier", mailbox: "1001", waiting: false, new: 0, old: 0, urgentNew: 0, urgentOld: 0, updated: 1 }, [])]) {
+          await assert.rejects(attempt(), (err: Error) => {
+            messages.push(err.message);
+            assert.match(err.message, /^PostgreSQL postgres:\/\/bridge:\*\*\*@127\.0\.0\.1:\d+\/vm_\w+ is out of reach: connect ECONNREFUSED/);
+            assert.ok(!err.message.includes(pg.password) && !String(err.stack).includes(pg.password), err.message);
+            return true;
+          });
+        }
+        console.log(`while PostgreSQL was down: ${messages.join(" | ")}`);
+        await pg.resume();
+        assert.deepEqual(await store.listLinks("@alice:localhost"), [link()]);
+        assert.equal(await store.getMailboxState("carrier", "1001"), undefined, "the failed change left nothing");
+      } finally {
+        await store.close();
+      }
+    });
+
     it("counts up to 2^32-1 and ms time stamps come back as numbers", async () => {
       const store = await PostgresStore.open(await pg.createDatabase(), quiet);
       try {
