@@ -96,7 +96,7 @@ export async function startPostgres(options: { startTimeoutMs?: number } = {}): 
     throw new Error(`initdb failed (${initdb.status}): ${(initdb.stderr || initdb.stdout).trim().slice(-2000)}`);
   }
 
-  const port = await freePort();
+  let port = await freePort();
   let server!: ChildProcess;
   let exited = true;
   let stderr = "";
@@ -132,7 +132,7 @@ export async function startPostgres(options: { startTimeoutMs?: number } = {}): 
     cleanup();
   };
 
-  const su = superuser();
+  let su = superuser();
   const ready = async () => {
     const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
     for (;;) {
@@ -147,13 +147,24 @@ export async function startPostgres(options: { startTimeoutMs?: number } = {}): 
       }
     }
   };
-  spawnServer();
-  try {
-    await ready();
-  } catch (err) {
-    await su.end({ timeout: 1 }).catch(() => undefined);
-    await stopServer();
-    throw err;
+  // The port was free when picked; another test may take it before the server binds it.
+  for (let attempt = 1; ; attempt++) {
+    spawnServer();
+    try {
+      await ready();
+      break;
+    } catch (err) {
+      await su.end({ timeout: 1 }).catch(() => undefined);
+      await halt();
+      if (attempt < 3 && /Address already in use|could not create any TCP\/IP sockets/.test(stderr)) {
+        port = await freePort();
+        su = superuser();
+        stderr = "";
+        continue;
+      }
+      await stopServer();
+      throw err;
+    }
   }
 
   const user = "bridge";
