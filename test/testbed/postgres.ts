@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { freePort } from "./ports.js";
 
-const PG_ROOT = "/usr/lib/postgresql";
+/** Where Debian installs PostgreSQL's versions (env VOICEMAIL_POSTGRES_ROOT overrides it). */
+const pgRoot = () => process.env.VOICEMAIL_POSTGRES_ROOT || "/usr/lib/postgresql";
 
 export interface RunningPostgres {
   port: number;
@@ -38,6 +39,7 @@ export interface RunningPostgres {
 
 /** The newest installed PostgreSQL's bin directory, or why there is none. */
 function pgBin(): { dir?: string; reason?: string } {
+  const PG_ROOT = pgRoot();
   if (!existsSync(PG_ROOT)) return { reason: `${PG_ROOT} is missing: install Debian's postgresql package` };
   const versions = readdirSync(PG_ROOT).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
   const dir = versions.map((v) => join(PG_ROOT, v, "bin")).find((d) => existsSync(join(d, "initdb")) && existsSync(join(d, "postgres")));
