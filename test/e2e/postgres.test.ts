@@ -2,11 +2,15 @@
  * The bridge on PostgreSQL (`database.uri: postgres://...`) against a real Synapse and a real
  * PostgreSQL: linking, a webhook MWI delivered, the rows where they belong, a restart, and an
  * outage of the database (the webhook is refused, the bridge keeps running, and works again
- * once the database is back). The password never reaches the bridge's log.
+ * once the database is back), then migrate-store to NeDB and back to a fresh PostgreSQL database
+ * with the bridge picking up in the same room each time. The password never reaches the log.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { postWebhook } from "../testbed/bridgeProcess.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import yaml from "js-yaml";
+import { postWebhook, runCli } from "../testbed/bridgeProcess.js";
 import { freePort } from "../testbed/ports.js";
 import { waitForEvent } from "../testbed/matrixClient.js";
 import { requirePostgres, startPostgres, type RunningPostgres } from "../testbed/postgres.js";
@@ -95,6 +99,40 @@ describe("bridge on PostgreSQL", { timeout: 180_000 }, () => {
     assert.match(outage.join("\n"), /PostgreSQL postgres:\/\/bridge:\*\*\*@127\.0\.0\.1:\d+\/\w+ is out of reach/);
     assert.equal((await mwi({ new: 5 })).status, 202);
     await newVoicemail(5);
+    assert.ok(!world.bridge.log().includes(pg!.password), "the password is never logged");
+  });
+
+  /** Stops the bridge, copies its store to `to` with the real CLI, points the config there, starts it. */
+  const moveStore = async (from: string, to: string) => {
+    await world!.bridge.stop();
+    const run = await runCli(["migrate-store", "--from", from, "--to", to], world!.dir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(!run.stdout.includes(pg!.password) && !run.stderr.includes(pg!.password), "the password is never printed");
+    assert.match(run.stdout, /^links\s+1\s+1$/m);
+    assert.match(run.stdout, /^mailboxStates\s+1\s+1$/m);
+    const config = yaml.load(readFileSync(world!.bridge.files.configPath, "utf8")) as { database: { uri: string } };
+    config.database.uri = to;
+    writeFileSync(world!.bridge.files.configPath, yaml.dump(config));
+    await world!.bridge.start();
+  };
+
+  it("migrate-store to NeDB and back to a fresh PostgreSQL: the bridge goes on in the same room", async (t) => {
+    if (!world) return t.skip("no test bed or PostgreSQL");
+    const pgUri = (yaml.load(readFileSync(world.bridge.files.configPath, "utf8")) as { database: { uri: string } }).database.uri;
+    const nedb = `nedb:${join(world.dir, "migrated")}`;
+    await moveStore(pgUri, nedb);
+    assert.equal((await mwi({ new: 6 })).status, 202);
+    await newVoicemail(6);
+
+    const fresh = await pg!.createDatabase();
+    await moveStore(nedb, fresh);
+    assert.equal((await mwi({ new: 7 })).status, 202);
+    await newVoicemail(7);
+    // The same DM: no second invite, and the new database holds the state.
+    const invites = alice.client.getRooms().filter((r) => r.getMyMembership() === "invite");
+    assert.deepEqual(invites.map((r) => r.roomId), []);
+    const [state] = await pg!.admin(new URL(fresh).pathname.slice(1))`SELECT new_count FROM mailbox_states`;
+    assert.equal(Number(state!.new_count), 7);
     assert.ok(!world.bridge.log().includes(pg!.password), "the password is never logged");
   });
 });
