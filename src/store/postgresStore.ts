@@ -279,6 +279,8 @@ export interface PostgresStoreOptions {
   max?: number;
   /** Seconds to wait for a connection (default 10). */
   connectTimeout?: number;
+  /** The schema's steps (default MIGRATIONS): tests give more, to try an upgrade. */
+  migrations?: readonly (readonly string[])[];
 }
 
 /** Methods used inside the public ones: their errors are named once, by the caller. */
@@ -320,7 +322,7 @@ export class PostgresStore implements TransferableStore {
       connection: { application_name: "matrix-appservice-voicemail" },
     });
     try {
-      await PostgresStore.migrate(sql, where, log);
+      await PostgresStore.migrate(sql, where, log, options.migrations ?? MIGRATIONS);
     } catch (err) {
       await sql.end({ timeout: 1 }).catch(() => undefined);
       throw new Error(`cannot open the PostgreSQL store ${where}: ${describeError(err)}`);
@@ -328,20 +330,21 @@ export class PostgresStore implements TransferableStore {
     return new PostgresStore(sql, where);
   }
 
-  private static async migrate(sql: postgres.Sql, where: string, log: StoreLog): Promise<void> {
+  private static async migrate(sql: postgres.Sql, where: string, log: StoreLog, migrations: readonly (readonly string[])[]): Promise<void> {
+    const latest = migrations.length;
     await sql.begin(async (tx) => {
       await tx.unsafe(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
       await tx.unsafe(SCHEMA_TABLE);
       const [row] = await tx`SELECT coalesce(max(version), 0) AS version FROM voicemail_schema`;
       const version = Number(row!.version);
-      if (version > MIGRATIONS.length) {
-        throw new Error(`the database has schema version ${version}, newer than this bridge (${MIGRATIONS.length}): upgrade the bridge`);
+      if (version > latest) {
+        throw new Error(`the database has schema version ${version}, newer than this bridge (${latest}): upgrade the bridge`);
       }
-      for (let v = version + 1; v <= MIGRATIONS.length; v++) {
-        for (const statement of MIGRATIONS[v - 1]!) await tx.unsafe(statement);
+      for (let v = version + 1; v <= latest; v++) {
+        for (const statement of migrations[v - 1]!) await tx.unsafe(statement);
         await tx`INSERT INTO voicemail_schema (version, applied_at) VALUES (${v}, ${Date.now()})`;
       }
-      if (version && version < MIGRATIONS.length) log.warn(`PostgreSQL ${where}: schema migrated from version ${version} to ${MIGRATIONS.length}`);
+      if (version && version < latest) log.warn(`PostgreSQL ${where}: schema migrated from version ${version} to ${latest}`);
     });
   }
 

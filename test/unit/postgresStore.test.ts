@@ -77,6 +77,41 @@ if (unavailable) {
       assert.equal(Number(row!.n), 1);
     });
 
+    it("an upgrade runs only the new steps, keeps the data, and says so; the older code then refuses the database", async () => {
+      const uri = await pg.createDatabase();
+      const first = await PostgresStore.open(uri, quiet);
+      await first.addLink(link());
+      await first.close();
+      const warnings: string[] = [];
+      const next = [...MIGRATIONS, ["ALTER TABLE profiles ADD COLUMN locale text", "CREATE INDEX profiles_by_locale ON profiles (locale)"]];
+      const upgraded = await PostgresStore.open(uri, { warn: (m) => warnings.push(m) }, { migrations: next });
+      try {
+        assert.equal(await upgraded.schemaVersion(), MIGRATIONS.length + 1);
+        assert.deepEqual(await upgraded.listLinks("@alice:localhost"), [link()]);
+        assert.equal(warnings.length, 1);
+        assert.match(warnings[0]!, new RegExp(`^PostgreSQL postgres://bridge:\\*\\*\\*@127\\.0\\.0\\.1:\\d+/\\w+: schema migrated from version ${MIGRATIONS.length} to ${MIGRATIONS.length + 1}$`));
+      } finally {
+        await upgraded.close();
+      }
+      // Opened again with the same steps: nothing to do, nothing said.
+      await (await PostgresStore.open(uri, { warn: (m) => warnings.push(m) }, { migrations: next })).close();
+      assert.equal(warnings.length, 1);
+      await assert.rejects(PostgresStore.open(uri, quiet), /newer than this bridge/);
+    });
+
+    it("a failed upgrade step leaves the database as it was", async () => {
+      const uri = await pg.createDatabase();
+      await (await PostgresStore.open(uri, quiet)).close();
+      const broken = [...MIGRATIONS, ["ALTER TABLE profiles ADD COLUMN locale text", "ALTER TABLE nowhere ADD COLUMN x int"]];
+      await assert.rejects(PostgresStore.open(uri, quiet, { migrations: broken }), /cannot open the PostgreSQL store .*relation "nowhere" does not exist/);
+      const admin = pg.admin(new URL(uri).pathname.slice(1));
+      const columns = await admin`SELECT column_name FROM information_schema.columns WHERE table_name = 'profiles' AND column_name = 'locale'`;
+      assert.equal(columns.length, 0, "the first statement of the step was rolled back");
+      const store = await PostgresStore.open(uri, quiet);
+      assert.equal(await store.schemaVersion(), MIGRATIONS.length);
+      await store.close();
+    });
+
     it("a failed migration leaves nothing behind (one transaction)", async () => {
       const uri = await pg.createDatabase();
       // A table of the first step exists already: the step fails part way.
