@@ -177,6 +177,24 @@ describe("migrate-store nedb -> PostgreSQL (command line)", () => {
     }
   });
 
+  it("copies more rows than one INSERT takes (chunks), all of them", async (t) => {
+    if (!requirePostgres(t)) return;
+    const from = new MemoryStore();
+    const contents = await from.readAll();
+    contents.links = Array.from({ length: 1234 }, (_, i) => link({ userId: `@u${i}:localhost`, sealedCredentials: `sealed-${i}` }));
+    contents.handledEvents = Array.from({ length: 2001 }, (_, i) => ({ eventId: `$e${i}`, at: i }));
+    await from.writeAll(contents, { replace: true });
+    const to = await PostgresStore.open(await pg!.createDatabase(), quiet);
+    try {
+      const report = await copyStore(from, to, { replace: false });
+      assert.equal(report.target.links, 1234);
+      assert.equal(report.target.handledEvents, 2001);
+      assert.equal((await to.listLinks("@u1233:localhost"))[0]?.sealedCredentials, "sealed-1233");
+    } finally {
+      await to.close();
+    }
+  });
+
   it("a PostgreSQL it cannot reach: one line on stderr, without the password", async () => {
     const dir = join(root, "small");
     const nedb = await NedbStore.open(dir, quiet);
