@@ -1,4 +1,4 @@
-/** matrix-appservice-voicemail: generate-registration, start, validate-config. */
+/** matrix-appservice-voicemail: generate-registration, start, validate-config, migrate-store. */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { Logger } from "matrix-appservice-bridge";
@@ -6,6 +6,7 @@ import { ConfigError, configWarnings, loadConfig } from "./config/load.js";
 import { writeRegistration } from "./config/registration.js";
 import type { BridgeConfig } from "./config/types.js";
 import { VoicemailBridge } from "./app/voicemailBridge.js";
+import { formatReport, migrateStore } from "./store/migrateStore.js";
 
 function load(path: string): BridgeConfig {
   try {
@@ -57,7 +58,7 @@ const registrationOption = { alias: "f", type: "string", demandOption: true, des
 await yargs(hideBin(process.argv))
   .scriptName("matrix-appservice-voicemail")
   .strict()
-  .demandCommand(1, "Say what to do: generate-registration, start or validate-config.")
+  .demandCommand(1, "Say what to do: generate-registration, start, validate-config or migrate-store.")
   .command(
     "generate-registration",
     "write the appservice registration for the homeserver (keeps existing tokens)",
@@ -94,6 +95,24 @@ await yargs(hideBin(process.argv))
       const warnings = configWarnings(config);
       for (const warning of warnings) process.stderr.write(`${argv.config}: warning: ${warning}\n`);
       process.stdout.write(`${argv.config} is valid: ${config.systems.length} voice mail system(s)${warnings.length ? `, ${warnings.length} warning(s)` : ""}.\n`);
+    },
+  )
+  .command(
+    "migrate-store",
+    "copy everything from one store to another (stop the bridge first)",
+    (y) =>
+      y
+        .option("from", { type: "string", demandOption: true, describe: "the store to copy, as in database.uri (nedb:./data)" })
+        .option("to", { type: "string", demandOption: true, describe: "the store to fill, as in database.uri (postgres://user:password@host/db)" })
+        .option("force", { type: "boolean", default: false, describe: "replace what the target holds (else a target that is not empty is refused)" }),
+    async (argv) => {
+      try {
+        const report = await migrateStore(argv.from, argv.to, { force: argv.force });
+        process.stdout.write(`${formatReport(report, argv.from, argv.to).join("\n")}\n`);
+      } catch (err) {
+        process.stderr.write(`migrate-store: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
     },
   )
   .help()

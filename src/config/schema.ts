@@ -89,8 +89,8 @@ export const configSchema = Type.Object(
     database: DefaultedBlock(
       Type.Object(
         {
-          /** `nedb:<directory>` (embedded, default) or `memory:` (nothing kept: tests, demos). */
-          uri: Defaulted(Type.String({ pattern: "^(nedb:.+|memory:)$" }), "nedb:./data"),
+          /** `nedb:<directory>` (embedded, default), `postgres://...` (PostgreSQL) or `memory:` (nothing kept: tests, demos). */
+          uri: Defaulted(Type.String({ pattern: "^(nedb:.+|postgres(ql)?://.+|memory:)$" }), "nedb:./data"),
         },
         { additionalProperties: false },
       ),

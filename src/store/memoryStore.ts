@@ -5,12 +5,13 @@
  * and out, so callers never share objects with the store.
  */
 import type { MailboxState } from "../core/mwi.js";
-import type { DmRoom, ExtraTarget, MailboxLink, OutboxBatch, OutboxEntry, Profile, VoicemailStore } from "./store.js";
+import { countsOf } from "./contents.js";
+import type { DmRoom, ExtraTarget, MailboxLink, OutboxBatch, OutboxEntry, Profile, StoreContents, StoreCounts, TransferableStore } from "./store.js";
 
 const copy = <T>(value: T): T => structuredClone(value);
 const key = (...parts: string[]) => JSON.stringify(parts);
 
-export class MemoryStore implements VoicemailStore {
+export class MemoryStore implements TransferableStore {
   private readonly profiles = new Map<string, Profile>();
   /** One link per user, system and mailbox. */
   private readonly links = new Map<string, MailboxLink>();
@@ -207,5 +208,37 @@ export class MemoryStore implements VoicemailStore {
       }
     }
     return removed;
+  }
+
+  async readAll(): Promise<StoreContents> {
+    return copy({
+      profiles: [...this.profiles.values()],
+      links: [...this.links.values()],
+      dmRooms: [...this.rooms.values()],
+      mailboxStates: [...this.mailboxes.values()],
+      outboxEntries: [...this.outbox.values()].sort((a, b) => a.seq - b.seq),
+      outboxBatches: [...this.batches.values()],
+      targets: [...this.targets.values()],
+      handledEvents: [...this.events].map(([eventId, at]) => ({ eventId, at })),
+    });
+  }
+
+  async counts(): Promise<StoreCounts> {
+    return countsOf(await this.readAll());
+  }
+
+  async writeAll(contents: StoreContents, options: { replace: boolean }): Promise<void> {
+    const all = [this.profiles, this.links, this.rooms, this.mailboxes, this.outbox, this.batches, this.targets, this.events];
+    if (!options.replace && all.some((m) => m.size)) throw new Error("the memory store is not empty");
+    for (const m of all) m.clear();
+    const c = copy(contents);
+    for (const p of c.profiles) this.profiles.set(p.userId, p);
+    for (const l of c.links) this.links.set(key(l.userId, l.systemId, l.mailbox), l);
+    for (const r of c.dmRooms) this.rooms.set(key(r.userId, r.botUserId), r);
+    for (const s of c.mailboxStates) this.mailboxes.set(key(s.systemId, s.mailbox), s);
+    for (const e of c.outboxEntries) this.outbox.set(e.id, e);
+    for (const b of c.outboxBatches) this.batches.set(b.targetKey, b);
+    for (const t of c.targets) this.targets.set(t.id, t);
+    for (const e of c.handledEvents) this.events.set(e.eventId, e.at);
   }
 }

@@ -34,7 +34,9 @@ import {
   type MailboxLink,
   type OutboxEntry,
   type Profile,
-  type VoicemailStore,
+  type StoreContents,
+  type StoreCounts,
+  type TransferableStore,
 } from "./store.js";
 import { upgradeTargetKey } from "./targetKeys.js";
 import { diskFiles, GroupSync, recoverTornTail, type StoreFiles } from "./storeFiles.js";
@@ -96,7 +98,7 @@ const consoleLog: StoreLog = {
 
 const targetKey = (ownerId: string, address: string) => JSON.stringify([ownerId, address]);
 
-export class NedbStore implements VoicemailStore {
+export class NedbStore implements TransferableStore {
   private compactionTimer?: NodeJS.Timeout;
   /** Serialises acceptChange with the removal of outbox entries (see the top of this file). */
   private outboxLock: Promise<unknown> = Promise.resolve();
@@ -626,5 +628,60 @@ export class NedbStore implements VoicemailStore {
 
   async forgetHandledEventsBefore(at: number): Promise<number> {
     return this.events.remove({ at: { $lt: at } }, { multi: true });
+  }
+
+  async readAll(): Promise<StoreContents> {
+    this.check();
+    const all = <T>(db: Collection) => db.find<T & { key?: string; mailboxKey?: string }>({});
+    const without = <T>(docs: (T & { key?: string; mailboxKey?: string; _id?: string })[]): T[] =>
+      docs.map(({ key, mailboxKey, _id, ...rest }) => rest as T);
+    return {
+      profiles: without<Profile>(await all<Profile>(this.profiles)),
+      links: without<MailboxLink>(await all<MailboxLink>(this.links)),
+      dmRooms: without<DmRoom>(await all<DmRoom>(this.rooms)),
+      mailboxStates: without<MailboxState>(await all<MailboxState>(this.mailboxes)),
+      outboxEntries: await this.outboxEntries(),
+      outboxBatches: await this.outboxBatches(),
+      targets: without<ExtraTarget>(await all<ExtraTarget>(this.targets)),
+      handledEvents: without<{ eventId: string; at: number }>(await all<{ eventId: string; at: number }>(this.events)),
+    };
+  }
+
+  async counts(): Promise<StoreCounts> {
+    return {
+      profiles: await this.profiles.count({}),
+      links: await this.links.count({}),
+      dmRooms: await this.rooms.count({}),
+      mailboxStates: await this.mailboxes.count({}),
+      outboxEntries: await this.outbox.count({}),
+      outboxBatches: await this.batches.count({}),
+      targets: await this.targets.count({}),
+      handledEvents: await this.events.count({}),
+    };
+  }
+
+  /** Not atomic (NeDB has no transactions): a failure part way leaves part; run it again with replace. */
+  writeAll(contents: StoreContents, options: { replace: boolean }): Promise<void> {
+    return this.exclusive(async () => {
+      this.check();
+      const data: Collection[] = [this.profiles, this.links, this.rooms, this.mailboxes, this.events, this.outbox, this.targets, this.batches];
+      if (options.replace) for (const db of data) await db.remove({}, { multi: true });
+      else for (const db of data) if (await db.count({})) throw new Error(`the store in ${this.dir} is not empty`);
+      const insert = async (db: Collection, docs: object[]) => {
+        if (docs.length) await db.insert(docs);
+      };
+      await insert(this.profiles, contents.profiles);
+      await insert(
+        this.links,
+        contents.links.map((l) => ({ ...l, key: NedbStore.linkKey(l.userId, l.systemId, l.mailbox), mailboxKey: NedbStore.mailboxKey(l.systemId, l.mailbox) })),
+      );
+      await insert(this.rooms, contents.dmRooms.map((r) => ({ ...r, key: NedbStore.roomKey(r.userId, r.botUserId) })));
+      await insert(this.mailboxes, contents.mailboxStates.map((m) => ({ ...m, key: NedbStore.mailboxKey(m.systemId, m.mailbox) })));
+      await insert(this.outbox, contents.outboxEntries);
+      await insert(this.batches, contents.outboxBatches);
+      await insert(this.targets, contents.targets.map((t) => ({ ...t, key: targetKey(t.ownerId, t.address) })));
+      await insert(this.events, contents.handledEvents);
+      await this.compactEach();
+    });
   }
 }

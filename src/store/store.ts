@@ -9,8 +9,8 @@ import type { ChangeKind, MailboxState } from "../core/mwi.js";
  */
 export const SCHEMA_VERSION = 2;
 
-/** The engines a `database.uri` can name (PostgreSQL joins later as `postgres://`). */
-export const SUPPORTED_STORES = ["nedb:<directory>", "memory:"] as const;
+/** The engines a `database.uri` can name. */
+export const SUPPORTED_STORES = ["nedb:<directory>", "postgres://user:password@host:port/database", "memory:"] as const;
 
 /** Where a store reports what went wrong without failing (compaction, permission fix-ups). */
 export interface StoreLog {
@@ -189,4 +189,38 @@ export interface VoicemailStore {
   /** Records a handled Matrix event; false when it was already handled. */
   markEventHandled(eventId: string, at: number): Promise<boolean>;
   forgetHandledEventsBefore(at: number): Promise<number>;
+}
+
+/** A Matrix event the bridge has handled, and when. */
+export interface HandledEvent {
+  eventId: string;
+  at: number;
+}
+
+/** Everything a store holds, each kind as the interface hands it out: what migrate-store copies. */
+export interface StoreContents {
+  profiles: Profile[];
+  links: MailboxLink[];
+  dmRooms: DmRoom[];
+  mailboxStates: MailboxState[];
+  outboxEntries: OutboxEntry[];
+  outboxBatches: OutboxBatch[];
+  targets: ExtraTarget[];
+  handledEvents: HandledEvent[];
+}
+
+export type StoreCounts = { [K in keyof StoreContents]: number };
+
+/** The kinds of record, in the order migrate-store reports them. */
+export const CONTENT_KINDS = ["profiles", "links", "dmRooms", "mailboxStates", "outboxEntries", "outboxBatches", "targets", "handledEvents"] as const satisfies readonly (keyof StoreContents)[];
+
+/** An engine that can hand over and take in everything it holds (migrate-store). */
+export interface TransferableStore extends VoicemailStore {
+  readAll(): Promise<StoreContents>;
+  counts(): Promise<StoreCounts>;
+  /**
+   * Writes everything into this store, which must be empty unless `replace` (then what it held
+   * goes first). All or nothing where the engine has transactions (PostgreSQL).
+   */
+  writeAll(contents: StoreContents, options: { replace: boolean }): Promise<void>;
 }

@@ -268,10 +268,12 @@ describe("validateConfig: each problem names its key path", () => {
     assert.deepEqual(problemsOf(mutated((r) => (r.systems[0].webhook.maxBodyBytes = 100))), [
       "systems[0].webhook.maxBodyBytes: must be >= 256",
     ]);
-    assert.deepEqual(problemsOf(mutated((r) => (r.database.uri = "postgres://db"))), [
-      "database.uri: has an invalid format (expected to match ^(nedb:.+|memory:)$)",
+    assert.deepEqual(problemsOf(mutated((r) => (r.database.uri = "mysql://db"))), [
+      "database.uri: has an invalid format (expected to match ^(nedb:.+|postgres(ql)?://.+|memory:)$)",
     ]);
     assert.doesNotThrow(() => validateConfig(mutated((r) => (r.database.uri = "memory:"))));
+    assert.doesNotThrow(() => validateConfig(mutated((r) => (r.database.uri = "postgres://bridge:pw@db:5432/voicemail"))));
+    assert.doesNotThrow(() => validateConfig(mutated((r) => (r.database.uri = "postgresql://db/voicemail"))));
     assert.deepEqual(problemsOf(mutated((r) => (r.metrics.enabled = "yes"))), ["metrics.enabled: must be boolean"]);
     assert.deepEqual(problemsOf(mutated((r) => (r.systems = []))), ["systems: must NOT have fewer than 1 items"]);
   });

@@ -118,10 +118,10 @@ describe("NedbStore.open", () => {
     const memory = await openStore("memory:");
     assert.ok(memory instanceof MemoryStore);
     await memory.close();
-    await assert.rejects(openStore("postgres://db/voicemail"), {
-      message: 'database.uri: unsupported store "postgres"; supported: nedb:<directory>, memory:',
+    await assert.rejects(openStore("mysql://db/voicemail"), {
+      message: 'database.uri: unsupported store "mysql"; supported: nedb:<directory>, postgres://user:password@host:port/database, memory:',
     });
-    await assert.rejects(openStore("./data"), /unsupported store "\.\/data"; supported: nedb:<directory>, memory:/);
+    await assert.rejects(openStore("./data"), /unsupported store "\.\/data"; supported: nedb:<directory>, postgres:\/\/.*, memory:/);
   });
 
   it("files stay 0600 after writes and close (NeDB may rewrite its files)", async () => {

@@ -1,6 +1,6 @@
 /**
- * What every store engine must do: one suite, run for each engine (nedb, memory; PostgreSQL
- * joins later). An engine-specific test file calls `storeSuite` with how to open its store.
+ * What every store engine must do: one suite, run for each engine (nedb, memory, postgres). An
+ * engine-specific test file calls `storeSuite` with how to open its store.
  */
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
