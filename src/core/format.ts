@@ -241,7 +241,7 @@ export interface AggregateInput {
 }
 
 /** The mailboxes with new messages: "Office 2, Mobile 1". */
-function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[] } {
+function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[]; views: MailboxView[] } {
   const withNew = all.filter((v) => (v.state?.new ?? 0) > 0);
   // The system's name alone reads best; the mailbox is added where a system has several.
   const label = (v: MailboxView) =>
@@ -249,6 +249,7 @@ function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[]
   return {
     total: withNew.reduce((sum, v) => sum + v.state!.new, 0),
     mailboxes: withNew.map((v) => `${label(v)} ${v.state!.new}`),
+    views: withNew,
   };
 }
 
@@ -276,9 +277,13 @@ export function renderAggregate(input: AggregateInput): Notification {
   const perMailbox = input.changes
     .filter((c) => c !== single || newest)
     .map((c) => (arrivedCount(c.change) > 0 ? `${where(c)}: ${countsText(c.change.current)}` : changeHeadline(c.change, where(c))));
-  const { total, mailboxes } = newPerMailbox(input.all);
+  // The total over all mailboxes, where it says more than the lines above: new voicemail in a
+  // mailbox that did not change, in several mailboxes, or none left anywhere.
+  const { total, mailboxes, views } = newPerMailbox(input.all);
+  const changed = (v: MailboxView) => input.changes.some((c) => c.change.current.systemId === v.systemId && c.change.current.mailbox === v.mailbox);
+  const totalSaysMore = total === 0 || mailboxes.length > 1 || !views.every(changed);
   const totals =
-    input.all.length > 1
+    input.all.length > 1 && totalSaysMore
       ? [total === 0 ? "No new voicemail in your mailboxes" : `${voicemails(total)} in ${plural(mailboxes.length, "mailbox", "mailboxes")}: ${mailboxes.join(", ")}`]
       : [];
   // "since" is said once: in the headline where several arrived, after the time otherwise.
@@ -314,12 +319,11 @@ export function renderMailboxList(views: MailboxView[], timeZone: string): Rende
     counts: countsText(v.state),
     updated: v.state ? formatTimestamp(v.state.updated, timeZone) : "",
   }));
-  const body = [
-    `Your mailboxes (${mailboxesText(views.length)}):`,
-    ...rows.map((r) => `- ${r.system} ${r.mailbox}: ${r.counts}${r.updated ? ` (updated ${r.updated})` : ""}`),
-  ].join("\n");
+  const heading = `Your mailboxes (${mailboxesText(views.length)}):`;
+  const body = [heading, ...rows.map((r) => `- ${r.system} ${r.mailbox}: ${r.counts}${r.updated ? ` (updated ${r.updated})` : ""}`)].join("\n");
+  // The heading as a paragraph before the table: clients drop or hide a <caption>.
   const html =
-    `<table><thead><tr><th>System</th><th>Mailbox</th><th>Messages</th><th>Updated</th></tr></thead><tbody>` +
+    `<p><strong>${escapeHtml(heading)}</strong></p><table><thead><tr><th>System</th><th>Mailbox</th><th>Messages</th><th>Updated</th></tr></thead><tbody>` +
     rows
       .map(
         (r) =>

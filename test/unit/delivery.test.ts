@@ -128,8 +128,8 @@ describe("delayed and aggregate messages", () => {
       "All voicemail heard in Mobile mailbox 555: 4 old",
       "Office mailbox 1001: 2 new, 0 old",
       "25 Nov 2026, 09:14 UTC",
-      "2 new voicemails in 1 mailbox: Office 2",
     ]);
+    assert.ok(!n.body.includes("in 1 mailbox"), "no total where it says nothing more than the list");
     assert.match(n.html, /^<p><strong>2 voicemails since 09:12, [^<]*<\/strong><\/p><ul><li>All voicemail heard in Mobile mailbox 555: 4 old<\/li><li>Office mailbox 1001: 2 new, 0 old<\/li><\/ul>/);
   });
 
@@ -156,6 +156,13 @@ describe("delayed and aggregate messages", () => {
       footers: [],
     });
     assert.equal(both.body.split("\n")[0], "Voicemail changed in 2 mailboxes");
+    const allHeard = renderAggregate({
+      changes: [{ systemName: "Carrier", change: change("counts", a, state("1001", 1)) }],
+      all: [all[0]!, { ...all[1]!, state: state("1002", 0, 2) }],
+      timeZone: "UTC",
+      footers: [],
+    });
+    assert.equal(allHeard.body.split("\n").at(-1), "No new voicemail in your mailboxes");
   });
 });
 

@@ -306,7 +306,8 @@ describe("renderMailboxList", () => {
     );
     assert.equal(
       list.html,
-      "<table><thead><tr><th>System</th><th>Mailbox</th><th>Messages</th><th>Updated</th></tr></thead><tbody>" +
+      "<p><strong>Your mailboxes (2 mailboxes):</strong></p>" +
+        "<table><thead><tr><th>System</th><th>Mailbox</th><th>Messages</th><th>Updated</th></tr></thead><tbody>" +
         "<tr><td>Office</td><td>22</td><td>0 new, 3 old</td><td>25 Nov 2026, 15:03 CET</td></tr>" +
         "<tr><td>Home</td><td>9</td><td>no data yet</td><td></td></tr>" +
         "</tbody></table>",
