@@ -124,18 +124,21 @@ interface ArrivalContext {
 
 /**
  * Who called and how long, first: "New voicemail from Grace Caller (+1 555 123 4567), 0:42".
- * Several at once name the newest: "3 voicemails since 09:12, the last from Grace Caller (...), 0:42".
+ * What waited names how many and the newest: "3 voicemails since 09:12, the last from Grace
+ * Caller (...), 0:42". A change that did not wait and counts several new (the first state seen,
+ * a system that reports late) is not guessed at: the newest caller, and the counts below.
  */
 function arrivalHeadline(change: MailboxChange, n: number, context: ArrivalContext): string {
   const message = change.current.lastMessage;
   const who = callerLabel(message, context.region);
   const length = message?.duration !== undefined ? formatDuration(message.duration) : undefined;
-  if (n === 1) {
-    const urgent = change.current.urgentNew > (change.previous?.urgentNew ?? 0) ? "urgent " : "";
-    return [`New ${urgent}voicemail${who ? ` from ${who}` : ""}`, length].filter(Boolean).join(", ");
+  if (n === 1 || context.since === undefined) {
+    // "urgent" last: the line still begins "New voicemail from", wherever it is matched or cut.
+    const urgent = change.current.urgentNew > (change.previous?.urgentNew ?? 0) ? "urgent" : undefined;
+    return [`New voicemail${who ? ` from ${who}` : ""}`, length, urgent].filter(Boolean).join(", ");
   }
   // "since" already says they are news: "3 new voicemails since ..." above "3 new, 5 old" says it twice.
-  const many = context.since !== undefined ? `${n} voicemails since ${context.since}` : voicemails(n);
+  const many = `${n} voicemails since ${context.since}`;
   return who ? [`${many}, the last from ${who}`, length].filter(Boolean).join(", ") : many;
 }
 

@@ -31,14 +31,17 @@ function wholeNationalNumber(digits: string, region: CountryCode): boolean {
 
 /**
  * A number in the international form ("+1 555 123 4567", "+49 30 1234567"). A national number
- * ("030 1234567") is read in `region`. Whatever does not parse as a possible phone number (an
+ * ("030 1234567") is read in `region` and must be a valid number there. Whatever does not parse as a possible phone number (an
  * extension "2001", a SIP user, "anonymous", junk) is returned as given.
  */
 export function formatPhoneNumber(value: string, region?: CountryCode): string {
   const text = value.trim();
   if (!NUMBER_ONLY.test(text)) return value;
-  if (!text.startsWith("+") && !(region && wholeNationalNumber(text.replace(/\D/g, ""), region))) return value;
+  const international = text.startsWith("+");
+  if (!international && !(region && wholeNationalNumber(text.replace(/\D/g, ""), region))) return value;
   const parsed = parsePhoneNumberFromString(text, region);
-  if (!parsed?.isPossible()) return value;
+  // A national number must be a real one of the region ("0000000" is not); a + number need only
+  // be possible, so that the fictional 555 numbers of examples and tests read well too.
+  if (!parsed || !(international ? parsed.isPossible() : parsed.isValid())) return value;
   return parsed.formatInternational();
 }

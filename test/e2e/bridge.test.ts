@@ -150,7 +150,8 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
     assert.equal(content.msgtype, "m.text", "a new voicemail must notify the phone: m.text, not m.notice");
     assert.match(content.body, /mailbox 1001: 2 new, 5 old/);
     assert.match(content.body, /1 urgent new/);
-    assert.match(content.body, /from \+15551234567, to \+15557654321, 42 s/);
+    assert.match(content.body, /^New voicemail from \+1 555 123 4567, 0:42, urgent\n/, "who called and how long first");
+    assert.match(content.body, /^To \+1 555 765 4321 · 25 Nov 2026, 14:03 UTC$/m);
     assert.match(content.body, /25 Nov 2026, 14:03 UTC/);
     assert.match(content.body, /Dial \*86 to listen/);
     assert.equal(content.format, "org.matrix.custom.html");

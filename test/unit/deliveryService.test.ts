@@ -197,7 +197,7 @@ describe("DeliveryService: what the bridge looks at itself", () => {
     await b.delivery.idle();
     assert.equal((await b.store.listTargets(ALICE))[0]!.status, "invited", "held while invited");
     b.hs.setMembership("@erin:localhost", erinRoom, "join");
-    await b.until(() => b.hs.messages(erinRoom, MAIN_BOT).some((e) => /2 new voicemails/.test(String(e.content.body))), "erin is told");
+    await b.until(() => b.hs.messages(erinRoom, MAIN_BOT).some((e) => /^New voicemail\nCarrier mailbox 1001: 2 new/.test(String(e.content.body))), "erin is told");
     assert.equal((await b.store.listTargets(ALICE))[0]!.status, "active");
   });
 

@@ -121,7 +121,9 @@ describe("renderNotification: a new voicemail", () => {
 
   it("an urgent one says so, and the counts keep the urgent part", () => {
     const n = renderNotification(input(arrival(state({ urgentNew: 1, lastMessage: GRACE }))));
-    assert.equal(n.body.split("\n")[0], "New urgent voicemail from Grace Caller (+1 555 123 4567), 0:42");
+    assert.equal(n.body.split("\n")[0], "New voicemail from Grace Caller (+1 555 123 4567), 0:42, urgent");
+    const kept = renderNotification(input(arrival(state({ urgentNew: 1, lastMessage: GRACE }), state({ new: 1, urgentNew: 1 }))));
+    assert.equal(kept.body.split("\n")[0], "New voicemail from Grace Caller (+1 555 123 4567), 0:42", "the urgent one was the one before");
     assert.equal(n.body.split("\n")[1], "Carrier Voicemail mailbox 1001: 2 new, 5 old (1 urgent new, 0 urgent old)");
   });
 
@@ -191,8 +193,13 @@ describe("renderNotification: a new voicemail", () => {
     assert.equal(n.body.split("\n")[0], "3 voicemails since 08:50, the last from Grace Caller (+1 555 123 4567), 0:42");
     assert.equal(n.body.split("\n")[1], "Carrier Voicemail mailbox 1001: 3 new, 5 old");
     assert.equal(n.body.match(/3 new/g)?.length, 1, n.body);
+  });
+
+  it("not delayed, several new at once (the first state seen): the newest caller, no guess how many", () => {
+    const first = renderNotification(input({ kind: "new-message", current: state({ new: 2, lastMessage: GRACE }) }));
+    assert.deepEqual(first.body.split("\n").slice(0, 2), ["New voicemail from Grace Caller (+1 555 123 4567), 0:42", "Carrier Voicemail mailbox 1001: 2 new, 5 old"]);
     const unknown = renderNotification(input(arrival(state({ new: 2 }), state({ new: 0 }))));
-    assert.equal(unknown.body.split("\n")[0], "2 new voicemails");
+    assert.equal(unknown.body.split("\n")[0], "New voicemail");
   });
 });
 

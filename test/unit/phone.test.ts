@@ -7,9 +7,12 @@ describe("formatPhoneNumber", () => {
   it("US numbers: international form, from any way of writing them", () => {
     assert.equal(formatPhoneNumber("+15551234567"), "+1 555 123 4567");
     assert.equal(formatPhoneNumber("+1 (555) 123-4567"), "+1 555 123 4567");
-    assert.equal(formatPhoneNumber("5551234567", "US"), "+1 555 123 4567");
-    assert.equal(formatPhoneNumber("(555) 123-4567", "US"), "+1 555 123 4567");
-    assert.equal(formatPhoneNumber("555.123.4567", "US"), "+1 555 123 4567");
+    assert.equal(formatPhoneNumber("2015550123", "US"), "+1 201 555 0123");
+    assert.equal(formatPhoneNumber("(201) 555-0123", "US"), "+1 201 555 0123");
+    assert.equal(formatPhoneNumber("201.555.0123", "US"), "+1 201 555 0123");
+    // A national number must be a real one: 555 is no area code (a + number need only be possible).
+    assert.equal(formatPhoneNumber("5551234567", "US"), "5551234567");
+    assert.equal(formatPhoneNumber("0000000", "DE"), "0000000");
   });
 
   it("DE numbers: national ones read in the region, 00 as the international prefix", () => {
@@ -22,7 +25,7 @@ describe("formatPhoneNumber", () => {
   it("GB numbers, landline and mobile", () => {
     assert.equal(formatPhoneNumber("+442079460958"), "+44 20 7946 0958");
     assert.equal(formatPhoneNumber("020 7946 0958", "GB"), "+44 20 7946 0958");
-    assert.equal(formatPhoneNumber("07700 900123", "GB"), "+44 7700 900123");
+    assert.equal(formatPhoneNumber("07911 123456", "GB"), "+44 7911 123456");
   });
 
   it("a number of another country keeps its own country whatever the region", () => {
