@@ -175,6 +175,10 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
     assert.equal(summary.getContent().systems.carrier.mailboxes["1001"].old, 5);
 
     await waitForState(alice.client, aliceCarrierRoom, "m.room.name", "", (e) => e.getContent().name === "Carrier Voicemail (2)");
+    // The rename goes first: a client's room list and notification title already show the count.
+    const timeline = alice.client.getRoom(aliceCarrierRoom)!.getLiveTimeline().getEvents();
+    const renamed = timeline.findIndex((e) => e.getType() === "m.room.name" && e.getContent().name === "Carrier Voicemail (2)");
+    assert.ok(renamed >= 0 && renamed < timeline.indexOf(message), `the rename (${renamed}) before the message (${timeline.indexOf(message)})`);
   });
 
   it("sends nothing for a repeated MWI and only what changed for a new one", async (t) => {
