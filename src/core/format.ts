@@ -244,7 +244,7 @@ export interface AggregateInput {
 }
 
 /** The mailboxes with new messages: "Office 2, Mobile 1". */
-function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[]; views: MailboxView[] } {
+function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[]; labels: string[]; views: MailboxView[] } {
   const withNew = all.filter((v) => (v.state?.new ?? 0) > 0);
   // The system's name alone reads best; the mailbox is added where a system has several.
   const label = (v: MailboxView) =>
@@ -252,6 +252,7 @@ function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[]
   return {
     total: withNew.reduce((sum, v) => sum + v.state!.new, 0),
     mailboxes: withNew.map((v) => `${label(v)} ${v.state!.new}`),
+    labels: withNew.map(label),
     views: withNew,
   };
 }
@@ -282,12 +283,18 @@ export function renderAggregate(input: AggregateInput): Notification {
     .map((c) => (arrivedCount(c.change) > 0 ? `${where(c)}: ${countsText(c.change.current)}` : changeHeadline(c.change, where(c))));
   // The total over all mailboxes, where it says more than the lines above: new voicemail in a
   // mailbox that did not change, in several mailboxes, or none left anywhere.
-  const { total, mailboxes, views } = newPerMailbox(input.all);
+  const { total, mailboxes, labels, views } = newPerMailbox(input.all);
   const changed = (v: MailboxView) => input.changes.some((c) => c.change.current.systemId === v.systemId && c.change.current.mailbox === v.mailbox);
   const totalSaysMore = total === 0 || mailboxes.length > 1 || !views.every(changed);
   const totals =
     input.all.length > 1 && totalSaysMore
-      ? [total === 0 ? "No new voicemail in your mailboxes" : `${voicemails(total)} in ${plural(mailboxes.length, "mailbox", "mailboxes")}: ${mailboxes.join(", ")}`]
+      ? [
+          total === 0
+            ? "No new voicemail in your mailboxes"
+            : mailboxes.length === 1
+              ? `${voicemails(total)} in ${labels[0]}`
+              : `${voicemails(total)} in ${mailboxes.length} mailboxes: ${mailboxes.join(", ")}`,
+        ]
       : [];
   // "since" is said once: in the headline where several arrived, after the time otherwise.
   const sinceAfter = since !== undefined && arrivedTotal <= 1 ? ` (changes since ${since})` : "";
