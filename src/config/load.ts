@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import yaml from "js-yaml";
 import AjvModule, { type ErrorObject } from "ajv";
 import { canonicalTimeZone } from "../core/format.js";
+import { PHONE_REGIONS } from "../core/phone.js";
 import { checkSystem, listenersOf } from "../gateway/registry.js";
 import { configSchema } from "./schema.js";
 import type { BridgeConfig } from "./types.js";
@@ -107,6 +108,9 @@ function crossChecks(config: BridgeConfig): string[] {
   });
   if (!canonicalTimeZone(config.defaultTimezone)) {
     problems.push(`defaultTimezone: "${config.defaultTimezone}" is not an IANA time zone`);
+  }
+  if (config.defaultRegion !== undefined && !PHONE_REGIONS.includes(config.defaultRegion)) {
+    problems.push(`defaultRegion: "${config.defaultRegion}" is not a region of the phone numbering plan (an ISO 3166 code such as US, DE, GB)`);
   }
   return problems;
 }

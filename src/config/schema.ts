@@ -4,6 +4,7 @@
  * Each registered kind adds its settings block under the key named by `kind`.
  */
 import { Type, type Static, type TObject, type TSchema, type TUnsafe } from "@sinclair/typebox";
+import type { CountryCode } from "libphonenumber-js";
 import type { PermissionLevel } from "../core/permissions.js";
 import { KINDS, type RegisteredKind } from "../gateway/registry.js";
 import type { KindDescriptor } from "../gateway/gateway.js";
@@ -104,6 +105,11 @@ export const configSchema = Type.Object(
     defaultTimezone: Defaulted(Type.String({ minLength: 1 }), "UTC"),
     /** Appended to every notification of every system, after the system's own footer. */
     footer: Type.Optional(Type.String({ maxLength: 500 })),
+    /**
+     * Where callers' national numbers are read ("030 1234567" with DE is +49 30 1234567): an
+     * ISO 3166 region such as US or DE. Numbers with a + are shown in the international form anyway.
+     */
+    defaultRegion: Type.Optional(Type.Unsafe<CountryCode>({ type: "string", pattern: "^[A-Z]{2}$" })),
     logging: DefaultedBlock(
       Type.Object(
         {

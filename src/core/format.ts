@@ -1,5 +1,7 @@
 /** Text of notifications and replies: a plain body and the same in HTML (F7). No I/O here. */
 import type { MailboxChange, MailboxState, MessageInfo } from "./mwi.js";
+import { formatPhoneNumber } from "./phone.js";
+import type { CountryCode } from "libphonenumber-js";
 
 export interface RenderedText {
   body: string;
@@ -53,14 +55,27 @@ export function countsText(state: Pick<MailboxState, "new" | "old" | "urgentNew"
   return `${state.new} new, ${state.old} old${urgent ? ` (${state.urgentNew} urgent new, ${state.urgentOld} urgent old)` : ""}`;
 }
 
-function callerText(message: MessageInfo | undefined): string | undefined {
-  if (!message || (!message.ani && !message.dnis)) return undefined;
-  const parts = [
-    message.ani ? `from ${message.ani}` : undefined,
-    message.dnis ? `to ${message.dnis}` : undefined,
-    message.duration !== undefined ? `${message.duration} s` : undefined,
-  ].filter(Boolean);
-  return `Last message ${parts.join(", ")}`;
+/** "0:42", "12:05", "1:02:03": a message's length as a player shows it. */
+export function formatDuration(seconds: number): string {
+  const total = Math.max(0, Math.round(seconds));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+const digitsOf = (text: string) => text.replace(/\D/g, "");
+
+/**
+ * "Grace Caller (+1 555 123 4567)"; the name or the number alone where only one is known. A PBX
+ * that knows no name often sends the number as the name: that is shown once.
+ */
+export function callerLabel(message: MessageInfo | undefined, region?: CountryCode): string | undefined {
+  const number = message?.ani ? formatPhoneNumber(message.ani, region) : undefined;
+  const name = message?.callerName;
+  const nameIsNumber = name !== undefined && message?.ani !== undefined && !/\p{L}/u.test(name) && digitsOf(name) === digitsOf(message.ani);
+  if (name && number && !nameIsNumber) return `${name} (${number})`;
+  return number ?? name;
 }
 
 export interface NotificationInput {
@@ -72,6 +87,8 @@ export interface NotificationInput {
   others: MailboxView[];
   /** Set when the change waited (the user was away): when the first of it happened. */
   since?: number;
+  /** Where national numbers are read (config `defaultRegion`). */
+  region?: CountryCode;
 }
 
 /** "09:12" today, "24 Nov, 09:12" on another day: when a delayed change began. */
@@ -91,41 +108,127 @@ function voicemails(n: number): string {
   return n === 1 ? "1 new voicemail" : `${n} new voicemails`;
 }
 
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 export interface Notification extends RenderedText {
   /** m.text for a new voicemail (it should reach the phone), m.notice otherwise. */
   msgtype: "m.text" | "m.notice";
 }
 
-export function renderNotification(input: NotificationInput): Notification {
-  const { current, kind } = input.change;
-  const headline =
-    kind === "new-message"
-      ? input.since !== undefined
-        ? `${voicemails(arrivedCount(input.change))} since ${formatSince(input.since, current.updated, input.timeZone)} in ${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`
-        : `New voicemail in ${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`
-      : `${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`;
-  const messageTime = kind === "new-message" && current.lastMessage?.time ? Date.parse(current.lastMessage.time) : NaN;
-  const stamp = formatTimestamp(Number.isNaN(messageTime) ? current.updated : messageTime, input.timeZone);
-  const caller = kind === "new-message" ? callerText(current.lastMessage) : undefined;
-  const others = input.others.map((o) => `${o.systemName} ${o.mailbox}: ${countsText(o.state)}`);
+/** What the headline of an arrival needs besides the change. */
+interface ArrivalContext {
+  region?: CountryCode;
+  /** When a delayed change began, already formatted. */
+  since?: string;
+}
 
-  const plainLines = [
-    headline,
-    caller ? `${caller} · ${stamp}` : stamp,
-    ...(others.length ? [`Other mailboxes: ${others.join(" · ")}`] : []),
-    ...(input.footer ? [input.footer] : []),
-  ];
-  const htmlParts = [
-    `<p><strong>${escapeHtml(headline)}</strong><br>`,
-    `${escapeHtml(caller ? `${caller} · ${stamp}` : stamp)}</p>`,
-    ...(others.length ? [`<p>Other mailboxes: ${others.map(escapeHtml).join(" · ")}</p>`] : []),
-    ...(input.footer ? [`<p><em>${escapeHtml(input.footer)}</em></p>`] : []),
-  ];
-  return {
-    msgtype: kind === "new-message" ? "m.text" : "m.notice",
-    body: plainLines.join("\n"),
-    html: htmlParts.join(""),
-  };
+/**
+ * Who called and how long, first: "New voicemail from Grace Caller (+1 555 123 4567), 0:42".
+ * What waited names how many and the newest: "3 voicemails since 09:12, the last from Grace
+ * Caller (...), 0:42". A change that did not wait and counts several new (the first state seen,
+ * a system that reports late) is not guessed at: the newest caller, and the counts below.
+ */
+function arrivalHeadline(change: MailboxChange, n: number, context: ArrivalContext): string {
+  const message = change.current.lastMessage;
+  const who = callerLabel(message, context.region);
+  const length = message?.duration !== undefined ? formatDuration(message.duration) : undefined;
+  if (n === 1 || context.since === undefined) {
+    // "urgent" last: the line still begins "New voicemail from", wherever it is matched or cut.
+    const urgent = change.current.urgentNew > (change.previous?.urgentNew ?? 0) ? "urgent" : undefined;
+    return [`New voicemail${who ? ` from ${who}` : ""}`, length, urgent].filter(Boolean).join(", ");
+  }
+  // "since" already says they are news: "3 new voicemails since ..." above "3 new, 5 old" says it twice.
+  const many = `${n} voicemails since ${context.since}`;
+  return who ? [`${many}, the last from ${who}`, length].filter(Boolean).join(", ") : many;
+}
+
+/** "7 old" once nothing is new; the full counts otherwise. */
+function countsAfter(state: MailboxState): string {
+  if (state.new > 0) return countsText(state);
+  return `${state.old} old${state.urgentOld ? ` (${state.urgentOld} urgent)` : ""}`;
+}
+
+/**
+ * What a change that is not a new voicemail did, from the counts before and after: "All
+ * voicemail heard in mailbox 1001: 7 old", "1 voicemail heard ...", "2 voicemails deleted ...".
+ */
+export function changeHeadline(change: MailboxChange, where: string): string {
+  const { previous, current } = change;
+  const counts = countsText(current);
+  if (!previous) return `${where}: ${counts}`;
+  const lostNew = previous.new - current.new;
+  const gainedOld = current.old - previous.old;
+  const lostTotal = previous.new + previous.old - (current.new + current.old);
+  if (current.new === 0 && current.old === 0 && lostTotal > 0) return `All voicemail deleted in ${where}`;
+  if (lostNew > 0 && gainedOld >= lostNew) {
+    return current.new === 0 ? `All voicemail heard in ${where}: ${countsAfter(current)}` : `${plural(lostNew, "voicemail")} heard in ${where}: ${counts}`;
+  }
+  if (lostNew > 0 && gainedOld > 0) return `Voicemail heard and deleted in ${where}: ${countsAfter(current)}`;
+  if (lostTotal > 0) return `${plural(lostTotal, "voicemail")} deleted in ${where}: ${countsAfter(current)}`;
+  // A voicemail left and heard while the user was away (told together) is one more old one.
+  if (lostNew === 0 && gainedOld > 0) return `${plural(gainedOld, "voicemail")} heard in ${where}: ${countsAfter(current)}`;
+  if (lostNew < 0) return `${plural(-lostNew, "voicemail")} marked new in ${where}: ${counts}`;
+  return `Voicemail in ${where}: ${counts}`;
+}
+
+/** When the message was left where the system says, else when the bridge heard of the change. */
+function changeTime(change: MailboxChange, timeZone: string): string {
+  const { current, kind } = change;
+  const messageTime = kind === "new-message" && current.lastMessage?.time ? Date.parse(current.lastMessage.time) : NaN;
+  return formatTimestamp(Number.isNaN(messageTime) ? current.updated : messageTime, timeZone);
+}
+
+/** "To +1 555 765 4321 · 25 Nov 2026, 14:03 UTC": the called number, where it says more than the mailbox. */
+function calledAndTime(change: MailboxChange, timeZone: string, region?: CountryCode): string {
+  const stamp = changeTime(change, timeZone);
+  const dnis = change.kind === "new-message" ? change.current.lastMessage?.dnis : undefined;
+  const mailbox = change.current.mailbox;
+  if (!dnis || dnis === mailbox || dnis === mailbox.split("@")[0]) return stamp;
+  return `To ${formatPhoneNumber(dnis, region)} · ${stamp}`;
+}
+
+/** A notification as lines: the first is what a lock screen shows, the rest what it adds. */
+interface Lines {
+  headline: string;
+  details: string[];
+  /** Shown as a list in HTML. */
+  items?: string[];
+  after: string[];
+  footers: string[];
+}
+
+function toNotification(lines: Lines, msgtype: Notification["msgtype"]): Notification {
+  const items = lines.items ?? [];
+  const plain = [lines.headline, ...lines.details, ...items, ...lines.after, ...lines.footers];
+  const html =
+    `<p><strong>${escapeHtml(lines.headline)}</strong>${lines.details.map((d) => `<br>${escapeHtml(d)}`).join("")}</p>` +
+    (items.length ? `<ul>${items.map((i) => `<li>${escapeHtml(i)}</li>`).join("")}</ul>` : "") +
+    lines.after.map((a) => `<p>${escapeHtml(a)}</p>`).join("") +
+    lines.footers.map((f) => `<p><em>${escapeHtml(f)}</em></p>`).join("");
+  return { msgtype, body: plain.join("\n"), html };
+}
+
+/**
+ * A system DM's message about one mailbox. A new voicemail: who called and how long, then the
+ * mailbox and its counts, the called number and the time, the other mailboxes, the footer.
+ * Anything else: what happened ("All voicemail heard in mailbox 1001: 7 old"), then the time.
+ */
+export function renderNotification(input: NotificationInput): Notification {
+  const { change } = input;
+  const { current } = change;
+  const others = input.others.map((o) => `${o.systemName} ${o.mailbox}: ${countsText(o.state)}`);
+  const after = others.length ? [`Other mailboxes: ${others.join(" · ")}`] : [];
+  const footers = input.footer ? [input.footer] : [];
+  const arrived = arrivedCount(change);
+  if (arrived === 0) {
+    // The room is the system's: what happened needs no system name; the state when first seen (a resync) does.
+    const where = change.previous ? `mailbox ${current.mailbox}` : `${input.systemName} mailbox ${current.mailbox}`;
+    return toNotification({ headline: changeHeadline(change, where), details: [changeTime(change, input.timeZone)], after, footers }, "m.notice");
+  }
+  const since = input.since !== undefined ? formatSince(input.since, current.updated, input.timeZone) : undefined;
+  const headline = arrivalHeadline(change, arrived, { ...(input.region ? { region: input.region } : {}), ...(since !== undefined ? { since } : {}) });
+  const details = [`${input.systemName} mailbox ${current.mailbox}: ${countsText(current)}`, calledAndTime(change, input.timeZone, input.region)];
+  return toNotification({ headline, details, after, footers }, "m.text");
 }
 
 export interface AggregateInput {
@@ -136,10 +239,12 @@ export interface AggregateInput {
   timeZone: string;
   footers: string[];
   since?: number;
+  /** Where national numbers are read (config `defaultRegion`). */
+  region?: CountryCode;
 }
 
 /** The mailboxes with new messages: "Office 2, Mobile 1". */
-function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[] } {
+function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[]; labels: string[]; views: MailboxView[] } {
   const withNew = all.filter((v) => (v.state?.new ?? 0) > 0);
   // The system's name alone reads best; the mailbox is added where a system has several.
   const label = (v: MailboxView) =>
@@ -147,37 +252,58 @@ function newPerMailbox(all: MailboxView[]): { total: number; mailboxes: string[]
   return {
     total: withNew.reduce((sum, v) => sum + v.state!.new, 0),
     mailboxes: withNew.map((v) => `${label(v)} ${v.state!.new}`),
+    labels: withNew.map(label),
+    views: withNew,
   };
 }
 
 /**
- * One message for several mailboxes (the main bot's DM, extra targets): the total first
- * ("3 new voicemails in 2 mailboxes: Office 2, Mobile 1"), then what changed in each.
+ * One message for several mailboxes (the main bot's DM, extra targets), in the same reading
+ * order: who called and how long (the newest caller where several arrived), then each changed
+ * mailbox with its counts, the total over all mailboxes where there are several, the time.
  */
 export function renderAggregate(input: AggregateInput): Notification {
-  const { total, mailboxes } = newPerMailbox(input.all);
-  const anyArrived = input.changes.some((c) => c.change.kind === "new-message");
+  const arrivals = input.changes.filter((c) => arrivedCount(c.change) > 0);
   const latest = Math.max(...input.changes.map((c) => c.change.current.updated));
-  const headline =
-    total === 0
-      ? "No new voicemail"
-      : `${voicemails(total)} in ${mailboxes.length === 1 ? "1 mailbox" : `${mailboxes.length} mailboxes`}: ${mailboxes.join(", ")}`;
-  const sinceText = input.since !== undefined ? ` (changes since ${formatSince(input.since, latest, input.timeZone)})` : "";
-  const lines = input.changes.map(({ systemName, change }) => {
-    const caller = change.kind === "new-message" ? callerText(change.current.lastMessage) : undefined;
-    const arrived = arrivedCount(change);
-    return `${systemName} ${change.current.mailbox}: ${arrived ? `${voicemails(arrived)}; ` : ""}${countsText(change.current)}${caller ? ` · ${caller}` : ""}`;
-  });
-  const stamp = `${formatTimestamp(latest, input.timeZone)}${sinceText}`;
-  return {
-    msgtype: anyArrived ? "m.text" : "m.notice",
-    body: [headline, ...lines, stamp, ...input.footers].join("\n"),
-    html:
-      `<p><strong>${escapeHtml(headline)}</strong></p>` +
-      `<ul>${lines.map((l) => `<li>${escapeHtml(l)}</li>`).join("")}</ul>` +
-      `<p>${escapeHtml(stamp)}</p>` +
-      input.footers.map((f) => `<p><em>${escapeHtml(f)}</em></p>`).join(""),
-  };
+  const since = input.since !== undefined ? formatSince(input.since, latest, input.timeZone) : undefined;
+  const context: ArrivalContext = { ...(input.region ? { region: input.region } : {}), ...(since !== undefined ? { since } : {}) };
+  const where = (c: AggregateInput["changes"][number]) => `${c.systemName} mailbox ${c.change.current.mailbox}`;
+  const newest = [...arrivals].sort((a, b) => b.change.current.updated - a.change.current.updated)[0];
+  const arrivedTotal = arrivals.reduce((sum, c) => sum + arrivedCount(c.change), 0);
+  const single = input.changes.length === 1 ? input.changes[0]! : undefined;
+
+  let headline: string;
+  if (newest) headline = arrivalHeadline(newest.change, arrivedTotal, context);
+  else if (single) headline = changeHeadline(single.change, where(single));
+  else headline = `Voicemail changed in ${plural(input.changes.length, "mailbox", "mailboxes")}`;
+
+  // Each changed mailbox: its counts where voicemail arrived, what happened otherwise.
+  const perMailbox = input.changes
+    .filter((c) => c !== single || newest)
+    .map((c) => (arrivedCount(c.change) > 0 ? `${where(c)}: ${countsText(c.change.current)}` : changeHeadline(c.change, where(c))));
+  // The total over all mailboxes, where it says more than the lines above: new voicemail in a
+  // mailbox that did not change, in several mailboxes, or none left anywhere.
+  const { total, mailboxes, labels, views } = newPerMailbox(input.all);
+  const changed = (v: MailboxView) => input.changes.some((c) => c.change.current.systemId === v.systemId && c.change.current.mailbox === v.mailbox);
+  const totalSaysMore = total === 0 || mailboxes.length > 1 || !views.every(changed);
+  const totals =
+    input.all.length > 1 && totalSaysMore
+      ? [
+          total === 0
+            ? "No new voicemail in your mailboxes"
+            : mailboxes.length === 1
+              ? `${voicemails(total)} in ${labels[0]}`
+              : `${voicemails(total)} in ${mailboxes.length} mailboxes: ${mailboxes.join(", ")}`,
+        ]
+      : [];
+  // "since" is said once: in the headline where several arrived, after the time otherwise.
+  const sinceAfter = since !== undefined && arrivedTotal <= 1 ? ` (changes since ${since})` : "";
+  const stamp = single ? calledAndTime(single.change, input.timeZone, input.region) : `${formatTimestamp(latest, input.timeZone)}${sinceAfter}`;
+  const lines: Lines =
+    perMailbox.length > 1
+      ? { headline, details: [], items: perMailbox, after: [stamp, ...totals], footers: input.footers }
+      : { headline, details: [...perMailbox, stamp], after: totals, footers: input.footers };
+  return toNotification(lines, arrivals.length ? "m.text" : "m.notice");
 }
 
 /** The DM room's name: the system's name and its new-message count, so the room list shows it. */
@@ -203,12 +329,11 @@ export function renderMailboxList(views: MailboxView[], timeZone: string): Rende
     counts: countsText(v.state),
     updated: v.state ? formatTimestamp(v.state.updated, timeZone) : "",
   }));
-  const body = [
-    `Your mailboxes (${mailboxesText(views.length)}):`,
-    ...rows.map((r) => `- ${r.system} ${r.mailbox}: ${r.counts}${r.updated ? ` (updated ${r.updated})` : ""}`),
-  ].join("\n");
+  const heading = `Your mailboxes (${mailboxesText(views.length)}):`;
+  const body = [heading, ...rows.map((r) => `- ${r.system} ${r.mailbox}: ${r.counts}${r.updated ? ` (updated ${r.updated})` : ""}`)].join("\n");
+  // The heading as a paragraph before the table: clients drop or hide a <caption>.
   const html =
-    `<table><thead><tr><th>System</th><th>Mailbox</th><th>Messages</th><th>Updated</th></tr></thead><tbody>` +
+    `<p><strong>${escapeHtml(heading)}</strong></p><table><thead><tr><th>System</th><th>Mailbox</th><th>Messages</th><th>Updated</th></tr></thead><tbody>` +
     rows
       .map(
         (r) =>

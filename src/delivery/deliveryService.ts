@@ -67,6 +67,15 @@ const DELAYED_AFTER_MS = 30_000;
 /** What a room shows now (remembered so that only changes are sent). */
 type RoomShows = Partial<Pick<DmRoom, "lastSummary" | "lastName" | "lastTopic">>;
 
+/** A state event of the room as a whole, and the field that remembers what the room shows. */
+interface RoomState {
+  field: keyof RoomShows;
+  type: string;
+  value: string;
+  content: Record<string, unknown>;
+  kind: string;
+}
+
 /** The room a target resolves to now, or why it cannot take anything now. */
 type Resolved =
   | {
@@ -374,9 +383,10 @@ export class DeliveryService {
       const attempt = (this.attempts.get(key) ?? 0) + 1;
       this.attempts.set(key, attempt);
       const failure = classifyFailure(err, attempt, this.timing.retry);
-      if (!round.lookFirst && round.batch.done.length === 0 && !failure.maybeStored) {
-        // Nothing of it can be in the room: later changes may still join it.
-        await this.store.saveBatch({ ...round.batch, open: true });
+      if (!round.lookFirst && round.batch.done.every((d) => d.step.startsWith("state:")) && !failure.maybeStored) {
+        // No message of it can be in the room: later changes may still join it. The state it set
+        // (the rename that goes first) is set again for what the batch then says.
+        await this.store.saveBatch({ ...round.batch, open: true, done: [] });
       }
       if (failure.kind === "gone") {
         this.log.warn(`${key}: the bot cannot post in ${room.writer.roomId} (${failure.reason}); opening a fresh room`);
@@ -582,6 +592,7 @@ export class DeliveryService {
     // Only what this room is told about: state-only entries (another system's change) add no words.
     const told = coalesce(changeEntries.filter((e) => e.withMessage).map((e) => ({ change: e.change!, createdAt: e.createdAt })));
     if (told.length && !this.isDone(round, "message")) {
+      await this.renameFirst(room, views, round);
       const message = await this.render(room, ownerId, told, views);
       const content = messageContent(message, message.msgtype, round.batch.id);
       if (await this.sendOnce(round, room, "message", round.batch.id, content, round.batch.txnId)) {
@@ -610,6 +621,7 @@ export class DeliveryService {
     const footers = [...new Set(changes.map((c) => this.views.systems.get(c.current.systemId)?.footer))]
       .concat(this.config.footer)
       .filter((f): f is string => Boolean(f));
+    const region = this.config.defaultRegion;
     if (room.systemId && changes.length === 1) {
       const change = changes[0]!;
       return renderNotification({
@@ -619,6 +631,7 @@ export class DeliveryService {
         others: views.filter((v) => !(v.systemId === change.current.systemId && v.mailbox === change.current.mailbox)),
         ...(footers.length ? { footer: footers.join("\n") } : {}),
         ...(since !== undefined ? { since } : {}),
+        ...(region ? { region } : {}),
       });
     }
     return renderAggregate({
@@ -627,7 +640,38 @@ export class DeliveryService {
       timeZone,
       footers,
       ...(since !== undefined ? { since } : {}),
+      ...(region ? { region } : {}),
     });
+  }
+
+  /** The room's name with the count and (in aggregate rooms) its topic, where the room is renamed. */
+  private roomLook(room: Room, views: MailboxView[]): RoomState[] {
+    if (!room.rename) return [];
+    const newCount = views.filter((v) => !room.systemId || v.systemId === room.systemId).reduce((sum, v) => sum + (v.state?.new ?? 0), 0);
+    const name = dmRoomName(room.rename, newCount);
+    const look: RoomState[] = [{ field: "lastName", type: "m.room.name", value: name, content: { name }, kind: "room_name" }];
+    if (!room.systemId) {
+      const topic = mailboxesTopic(views);
+      look.push({ field: "lastTopic", type: "m.room.topic", value: topic, content: { topic }, kind: "room_topic" });
+    }
+    return look;
+  }
+
+  /**
+   * The room's name and topic before the message, as steps of the batch: a client's room list
+   * and notification title show the name the room has when the message arrives. `refreshRoom`
+   * after the message finds them done and records what the room shows.
+   */
+  private async renameFirst(room: Room, views: MailboxView[], round: Round): Promise<void> {
+    const shown: RoomShows | undefined = room.dm ?? room.extra;
+    for (const w of this.roomLook(room, views).filter((x) => x.value !== shown?.[x.field])) {
+      if (await this.stateOnce(round, room.writer, w.type, "", w.content, this.roomStep(room, round, w.type))) this.metrics?.matrixEvents.inc({ kind: w.kind });
+    }
+  }
+
+  /** Other rooms than the batch's (the other system DMs) have their own steps. */
+  private roomStep(room: Room, round: Round, type: string): string {
+    return `state:${type}:${room.writer.roomId === round.batch.roomId ? "" : room.writer.roomId}`;
   }
 
   /**
@@ -637,23 +681,13 @@ export class DeliveryService {
   private async refreshRoom(room: Room, ownerId: string, views: MailboxView[], round: Round): Promise<void> {
     const shown: RoomShows | undefined = room.dm ?? room.extra;
     const summary = buildSummary(ownerId, views);
-    const newCount = views.filter((v) => !room.systemId || v.systemId === room.systemId).reduce((sum, v) => sum + (v.state?.new ?? 0), 0);
-    const wanted: { field: keyof RoomShows; type: string; value: string; content: Record<string, unknown>; kind: string }[] = [
+    const wanted: RoomState[] = [
       { field: "lastSummary", type: MWI_SUMMARY_EVENT_TYPE, value: JSON.stringify(summary), content: summary as unknown as Record<string, unknown>, kind: "summary" },
     ];
-    if (room.rename) {
-      const name = dmRoomName(room.rename, newCount);
-      wanted.push({ field: "lastName", type: "m.room.name", value: name, content: { name }, kind: "room_name" });
-      if (!room.systemId) {
-        const topic = mailboxesTopic(views);
-        wanted.push({ field: "lastTopic", type: "m.room.topic", value: topic, content: { topic }, kind: "room_topic" });
-      }
-    }
+    wanted.push(...this.roomLook(room, views));
     const update: RoomShows = {};
     for (const w of wanted.filter((x) => x.value !== shown?.[x.field])) {
-      // Other rooms than the batch's (the other system DMs) have their own steps.
-      const step = `state:${w.type}:${room.writer.roomId === round.batch.roomId ? "" : room.writer.roomId}`;
-      if (await this.stateOnce(round, room.writer, w.type, "", w.content, step)) this.metrics?.matrixEvents.inc({ kind: w.kind });
+      if (await this.stateOnce(round, room.writer, w.type, "", w.content, this.roomStep(room, round, w.type))) this.metrics?.matrixEvents.inc({ kind: w.kind });
       update[w.field] = w.value;
     }
     if (Object.keys(update).length === 0) return;

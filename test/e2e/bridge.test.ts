@@ -150,7 +150,8 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
     assert.equal(content.msgtype, "m.text", "a new voicemail must notify the phone: m.text, not m.notice");
     assert.match(content.body, /mailbox 1001: 2 new, 5 old/);
     assert.match(content.body, /1 urgent new/);
-    assert.match(content.body, /from \+15551234567, to \+15557654321, 42 s/);
+    assert.match(content.body, /^New voicemail from \+1 555 123 4567, 0:42, urgent\n/, "who called and how long first");
+    assert.match(content.body, /^To \+1 555 765 4321 · 25 Nov 2026, 14:03 UTC$/m);
     assert.match(content.body, /25 Nov 2026, 14:03 UTC/);
     assert.match(content.body, /Dial \*86 to listen/);
     assert.equal(content.format, "org.matrix.custom.html");
@@ -174,6 +175,10 @@ describe("bridge on a real homeserver", { timeout: 600_000 }, () => {
     assert.equal(summary.getContent().systems.carrier.mailboxes["1001"].old, 5);
 
     await waitForState(alice.client, aliceCarrierRoom, "m.room.name", "", (e) => e.getContent().name === "Carrier Voicemail (2)");
+    // The rename goes first: a client's room list and notification title already show the count.
+    const timeline = alice.client.getRoom(aliceCarrierRoom)!.getLiveTimeline().getEvents();
+    const renamed = timeline.findIndex((e) => e.getType() === "m.room.name" && e.getContent().name === "Carrier Voicemail (2)");
+    assert.ok(renamed >= 0 && renamed < timeline.indexOf(message), `the rename (${renamed}) before the message (${timeline.indexOf(message)})`);
   });
 
   it("sends nothing for a repeated MWI and only what changed for a new one", async (t) => {

@@ -176,10 +176,10 @@ describe("delivery that never loses a notification", { timeout: 900_000 }, () =>
     await sleep(1000);
 
     assert.equal((await mwi("carrier", "3005", 2)).status, 202);
-    const toErin = await waitForEvent(erin.client, erinRoom, (e) => e.getSender() === MAIN_BOT && /2 new voicemails in 1 mailbox/.test(e.getContent().body ?? ""));
+    const toErin = await waitForEvent(erin.client, erinRoom, (e) => e.getSender() === MAIN_BOT && /^New voicemail\nCarrier Voicemail mailbox 3005: 2 new, 0 old$/m.test(e.getContent().body ?? ""));
     assert.equal(toErin.getContent().msgtype, "m.text");
     await waitForState(erin.client, erinRoom, MWI_SUMMARY_EVENT_TYPE, "", (e) => e.getContent().user_id === owner.userId && e.getContent().total_new === 2);
-    await waitForEvent(owner.client, group, (e) => e.getSender() === MAIN_BOT && /2 new voicemails/.test(e.getContent().body ?? ""));
+    await waitForEvent(owner.client, group, (e) => e.getSender() === MAIN_BOT && /^Carrier Voicemail mailbox 3005: 2 new/m.test(e.getContent().body ?? ""));
     const list = (await world.command(owner, room!, CARRIER_BOT, "!target list")).getContent().body as string;
     assert.match(list, /@erin:localhost \(account, active\)/);
     assert.match(list, /@frank:localhost \(account, declined\)/);
@@ -217,7 +217,7 @@ describe("delivery that never loses a notification", { timeout: 900_000 }, () =>
     assert.match((await world.command(user, room!, CARRIER_BOT, "!set notify both")).getContent().body, /each system's chat and the summary chat/);
     assert.equal((await mwi("carrier", "3008", 2)).status, 202);
     const mainRoom = await world.acceptDmFrom(user, MAIN_BOT);
-    await waitForEvent(user.client, mainRoom, (e) => e.getSender() === MAIN_BOT && /2 new voicemails in 1 mailbox: Carrier Voicemail 2/.test(e.getContent().body ?? ""));
+    await waitForEvent(user.client, mainRoom, (e) => e.getSender() === MAIN_BOT && /^New voicemail\nCarrier Voicemail mailbox 3008: 2 new, 0 old$/m.test(e.getContent().body ?? ""));
     assert.equal((await mwi("office", "4008", 1)).status, 202);
     const both = await waitForEvent(user.client, mainRoom, (e) => e.getSender() === MAIN_BOT && /3 new voicemails in 2 mailboxes: Carrier Voicemail 2, Office Voicemail 1/.test(e.getContent().body ?? ""));
     assert.equal(both.getContent().msgtype, "m.text");

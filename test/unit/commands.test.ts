@@ -78,8 +78,8 @@ describe("!help", () => {
       "!unlink <system> <mailbox>: stop following one of your mailboxes",
       "!mwi on|off [<system> [<mailbox>]]: switch message waiting notifications on or off",
       "!set timezone <IANA zone>: the time zone of your time stamps, e.g. Europe/Berlin",
-      "!set delivery always|when-online: when-online holds notifications while you are not online, then sends one catch-up",
-      "!set notify per-system|summary|both: messages in each system's chat, in one summary chat with the main bot, or both",
+      "!set delivery always|when-online: always: at once; when-online: held while you are not online, then one catch-up",
+      "!set notify per-system|summary|both: per-system: in each system's chat; summary: in one chat with the main bot; both",
       `${usage("target")}: more Matrix accounts or rooms that are told about your voicemail (list: the ones you have)`,
     ]);
     assert.equal(lines.at(-1), "Systems: carrier (Carrier).");

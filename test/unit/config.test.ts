@@ -329,6 +329,20 @@ describe("validateConfig: each problem names its key path", () => {
     assert.deepEqual(problemsOf(mutated((r) => (r.defaultTimezone = ""))), ["defaultTimezone: must NOT have fewer than 1 characters"]);
   });
 
+  it("defaultRegion: optional; a region of the numbering plan, in capitals", () => {
+    assert.equal(validateConfig(rawTwoSystems()).defaultRegion, undefined);
+    const raw = rawTwoSystems();
+    raw.defaultRegion = "DE";
+    assert.equal(validateConfig(raw).defaultRegion, "DE");
+    assert.deepEqual(problemsOf(mutated((r) => (r.defaultRegion = "XX"))), [
+      'defaultRegion: "XX" is not a region of the phone numbering plan (an ISO 3166 code such as US, DE, GB)',
+    ]);
+    for (const bad of ["de", "DEU", "", "U S"]) {
+      assert.deepEqual(problemsOf(mutated((r) => (r.defaultRegion = bad))), ["defaultRegion: has an invalid format (expected to match ^[A-Z]{2}$)"], bad);
+    }
+    assert.deepEqual(problemsOf(mutated((r) => (r.defaultRegion = 49))), ["defaultRegion: must be string"]);
+  });
+
   it("cross checks report all their problems together", () => {
     const raw = rawTwoSystems();
     raw.systems[1].id = "carrier";

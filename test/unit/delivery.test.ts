@@ -54,7 +54,7 @@ describe("coalesce", () => {
 });
 
 describe("delayed and aggregate messages", () => {
-  it("says how many arrived since when", () => {
+  it("says how many arrived since when, and '3 new' only once", () => {
     const n = renderNotification({
       change: change("new-message", state("1001", 3, 5, "carrier", T0 + 3600_000), state("1001", 0, 5)),
       systemName: "Carrier",
@@ -63,7 +63,7 @@ describe("delayed and aggregate messages", () => {
       since: T0,
     });
     assert.equal(n.msgtype, "m.text");
-    assert.match(n.body, /^3 new voicemails since 09:12 in Carrier mailbox 1001: 3 new, 5 old/);
+    assert.deepEqual(n.body.split("\n").slice(0, 2), ["3 voicemails since 09:12", "Carrier mailbox 1001: 3 new, 5 old"]);
   });
 
   it("formatSince names the day when it is not today", () => {
@@ -72,9 +72,11 @@ describe("delayed and aggregate messages", () => {
     assert.equal(formatSince(T0, T0 + 60_000, "Asia/Tokyo"), "18:12");
   });
 
-  it("totals all mailboxes: 3 new voicemails in 2 mailboxes: Office 2, Mobile 1", () => {
+  const GRACE = { ani: "+15551234567", callerName: "Grace Caller", dnis: "+15557654321", time: new Date(T0).toISOString(), duration: 42 };
+
+  it("leads with the caller, then the mailbox, the called number and time, then the total: 3 new voicemails in 2 mailboxes", () => {
     const office = state("1001", 2, 0, "office");
-    const mobile = state("555", 1, 3, "mobile");
+    const mobile = { ...state("555", 1, 3, "mobile"), lastMessage: GRACE };
     const all: MailboxView[] = [
       { systemId: "office", systemName: "Office", mailbox: "1001", state: office },
       { systemId: "mobile", systemName: "Mobile", mailbox: "555", state: mobile },
@@ -84,16 +86,54 @@ describe("delayed and aggregate messages", () => {
       all,
       timeZone: "UTC",
       footers: ["Dial *86", "Global <b>"],
+      region: "US",
     });
     assert.equal(n.msgtype, "m.text");
-    const lines = n.body.split("\n");
-    assert.equal(lines[0], "3 new voicemails in 2 mailboxes: Office 2, Mobile 1");
-    assert.equal(lines[1], "Mobile 555: 1 new voicemail; 1 new, 3 old");
-    assert.deepEqual(lines.slice(-2), ["Dial *86", "Global <b>"]);
-    assert.match(n.html, /Global &#60;b&#62;/);
+    assert.deepEqual(n.body.split("\n"), [
+      "New voicemail from Grace Caller (+1 555 123 4567), 0:42",
+      "Mobile mailbox 555: 1 new, 3 old",
+      "To +1 555 765 4321 · 25 Nov 2026, 09:12 UTC",
+      "3 new voicemails in 2 mailboxes: Office 2, Mobile 1",
+      "Dial *86",
+      "Global <b>",
+    ]);
+    assert.equal(
+      n.html,
+      "<p><strong>New voicemail from Grace Caller (+1 555 123 4567), 0:42</strong><br>Mobile mailbox 555: 1 new, 3 old<br>" +
+        "To +1 555 765 4321 · 25 Nov 2026, 09:12 UTC</p><p>3 new voicemails in 2 mailboxes: Office 2, Mobile 1</p>" +
+        "<p><em>Dial *86</em></p><p><em>Global &#60;b&#62;</em></p>",
+    );
   });
 
-  it("names the mailbox where a system has several, and says when nothing is new", () => {
+  it("several changes: the newest caller first, one list item per mailbox, since when said once", () => {
+    const office = { ...state("1001", 2, 0, "office", T0 + 120_000), lastMessage: GRACE };
+    const mobile = state("555", 0, 4, "mobile", T0 + 60_000);
+    const all: MailboxView[] = [
+      { systemId: "office", systemName: "Office", mailbox: "1001", state: office },
+      { systemId: "mobile", systemName: "Mobile", mailbox: "555", state: mobile },
+    ];
+    const n = renderAggregate({
+      changes: [
+        { systemName: "Mobile", change: change("counts", mobile, state("555", 1, 3, "mobile")) },
+        { systemName: "Office", change: change("new-message", office, state("1001", 0, 0, "office")) },
+      ],
+      all,
+      timeZone: "UTC",
+      footers: [],
+      since: T0,
+    });
+    assert.equal(n.msgtype, "m.text");
+    assert.deepEqual(n.body.split("\n"), [
+      "2 voicemails since 09:12, the last from Grace Caller (+1 555 123 4567), 0:42",
+      "All voicemail heard in Mobile mailbox 555: 4 old",
+      "Office mailbox 1001: 2 new, 0 old",
+      "25 Nov 2026, 09:14 UTC",
+    ]);
+    assert.ok(!n.body.includes("new voicemails in"), "no total where it says nothing more than the list");
+    assert.match(n.html, /^<p><strong>2 voicemails since 09:12, [^<]*<\/strong><\/p><ul><li>All voicemail heard in Mobile mailbox 555: 4 old<\/li><li>Office mailbox 1001: 2 new, 0 old<\/li><\/ul>/);
+  });
+
+  it("names the mailbox where a system has several, and says what happened when nothing is new", () => {
     const a = state("1001", 0, 1);
     const all: MailboxView[] = [
       { systemId: "carrier", systemName: "Carrier", mailbox: "1001", state: a },
@@ -101,9 +141,28 @@ describe("delayed and aggregate messages", () => {
     ];
     const n = renderAggregate({ changes: [{ systemName: "Carrier", change: change("counts", a, state("1001", 1)) }], all, timeZone: "UTC", footers: [] });
     assert.equal(n.msgtype, "m.notice");
-    assert.match(n.body, /^2 new voicemails in 1 mailbox: Carrier 1002 2$/m);
-    const none = renderAggregate({ changes: [{ systemName: "Carrier", change: change("counts", a) }], all: [all[0]!], timeZone: "UTC", footers: [] });
-    assert.match(none.body, /^No new voicemail/);
+    assert.equal(n.body.split("\n")[0], "All voicemail heard in Carrier mailbox 1001: 1 old");
+    assert.match(n.body, /^2 new voicemails in Carrier 1002$/m);
+    const none = renderAggregate({ changes: [{ systemName: "Carrier", change: change("counts", { ...a, old: 0, waiting: false }, a) }], all: [all[0]!], timeZone: "UTC", footers: [] });
+    assert.equal(none.body.split("\n")[0], "All voicemail deleted in Carrier mailbox 1001");
+    assert.ok(!none.body.includes("new voicemails in"), "one mailbox: no total line");
+    const both = renderAggregate({
+      changes: [
+        { systemName: "Carrier", change: change("counts", a, state("1001", 1)) },
+        { systemName: "Carrier", change: change("counts", state("1002", 2, 3), state("1002", 2, 4)) },
+      ],
+      all,
+      timeZone: "UTC",
+      footers: [],
+    });
+    assert.equal(both.body.split("\n")[0], "Voicemail changed in 2 mailboxes");
+    const allHeard = renderAggregate({
+      changes: [{ systemName: "Carrier", change: change("counts", a, state("1001", 1)) }],
+      all: [all[0]!, { ...all[1]!, state: state("1002", 0, 2) }],
+      timeZone: "UTC",
+      footers: [],
+    });
+    assert.equal(allHeard.body.split("\n").at(-1), "No new voicemail in your mailboxes");
   });
 });
 

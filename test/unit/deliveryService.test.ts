@@ -197,7 +197,7 @@ describe("DeliveryService: what the bridge looks at itself", () => {
     await b.delivery.idle();
     assert.equal((await b.store.listTargets(ALICE))[0]!.status, "invited", "held while invited");
     b.hs.setMembership("@erin:localhost", erinRoom, "join");
-    await b.until(() => b.hs.messages(erinRoom, MAIN_BOT).some((e) => /2 new voicemails/.test(String(e.content.body))), "erin is told");
+    await b.until(() => b.hs.messages(erinRoom, MAIN_BOT).some((e) => /^New voicemail\nCarrier mailbox 1001: 2 new/.test(String(e.content.body))), "erin is told");
     assert.equal((await b.store.listTargets(ALICE))[0]!.status, "active");
   });
 
@@ -321,5 +321,60 @@ describe("DeliveryService: a homeserver that is back", () => {
     // Without the wake-up she would sleep out her 10-20 s backoff (`until` waits for idle workers).
     assert.ok(Date.now() - started < 5000, `alice waited ${Date.now() - started} ms`);
     assert.ok(bodies(b, bob).some((x) => /2002: 1 new/.test(x)));
+  });
+});
+
+describe("DeliveryService: the room's look before its message", () => {
+  const order = (b: FakeBridge, room: string, from: number) =>
+    b.hs.requests
+      .slice(from)
+      .filter((r) => r.roomId === room && (r.op === "send" || r.op === "state"))
+      .map((r) => (r.op === "send" ? "message" : r.type!));
+
+  it("a system DM is renamed with the count before the message goes out", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    const from = b.hs.requests.length;
+    await b.mwi("1001", 2);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    const steps = order(b, room, from);
+    assert.ok(steps.includes("m.room.name") && steps.includes("message"), steps.join(", "));
+    assert.ok(steps.indexOf("m.room.name") < steps.indexOf("message"), `the rename first: ${steps.join(", ")}`);
+    assert.equal(steps.filter((s) => s === "m.room.name").length, 1, "renamed once, not again after the message");
+    assert.equal(b.hs.stateEvents(room, "m.room.name").at(-1)!.content.name, "Carrier (2)");
+    assert.equal((await b.store.getDmRoom(ALICE, CARRIER_BOT))?.lastName, "Carrier (2)", "what the room shows is recorded");
+  });
+
+  it("the main bot's DM gets its name and topic before the aggregate", async () => {
+    const b = (bridge = new FakeBridge());
+    await aliceReady(b);
+    await b.store.updateProfile(ALICE, { notify: "both" });
+    await b.mwi("1001", 1);
+    await b.until(() => b.hs.roomOf(MAIN_BOT, ALICE) !== undefined, "the main DM's invite");
+    const main = b.hs.roomOf(MAIN_BOT, ALICE)!;
+    b.hs.setMembership(ALICE, main, "join");
+    await b.delivery.kickPerson(ALICE);
+    const from = b.hs.requests.length;
+    await b.mwi("1001", 3);
+    await b.until(() => b.hs.messages(main, MAIN_BOT).some((e) => /1001: 3 new/.test(String(e.content.body))), "the aggregate");
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    const steps = order(b, main, from);
+    assert.ok(steps.indexOf("m.room.name") < steps.indexOf("message"), steps.join(", "));
+    assert.ok(steps.indexOf("m.room.topic") < steps.indexOf("message"), steps.join(", "));
+  });
+
+  it("a message that could not reach the homeserver: the batch stays open and the name follows what it finally says", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    const shown = bodies(b, room).length;
+    // The rename went through; the message was refused; meanwhile another voicemail arrived.
+    b.hs.failNext(isMessage, "refused", () => b.mwi("1001", 2));
+    await b.mwi("1001", 1);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "delivered");
+    const told = bodies(b, room).slice(shown);
+    assert.equal(told.length, 1, `one message for both: ${told.join(" | ")}`);
+    assert.match(told[0]!, /1001: 2 new/);
+    assert.equal(b.hs.stateEvents(room, "m.room.name").at(-1)!.content.name, "Carrier (2)");
+    assert.equal((await b.store.getDmRoom(ALICE, CARRIER_BOT))?.lastName, "Carrier (2)");
   });
 });

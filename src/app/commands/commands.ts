@@ -248,8 +248,8 @@ const set = defineCommand({
       name: "setting",
       choices: {
         timezone: { then: "<IANA zone>", summary: "the time zone of your time stamps, e.g. Europe/Berlin" },
-        delivery: { then: "always|when-online", summary: "when-online holds notifications while you are not online, then sends one catch-up" },
-        notify: { then: "per-system|summary|both", summary: "messages in each system's chat, in one summary chat with the main bot, or both" },
+        delivery: { then: "always|when-online", summary: "always: at once; when-online: held while you are not online, then one catch-up" },
+        notify: { then: "per-system|summary|both", summary: "per-system: in each system's chat; summary: in one chat with the main bot; both" },
       },
     },
     { name: "value" },
