@@ -30,7 +30,9 @@ const rules = (defaults: MailRule[]) => Defaulted(Type.Array(rule, { maxItems: 2
 export const DEFAULT_RULES = {
   mailbox: [
     { from: "subject", pattern: "\\bnew message \\d+ in mailbox ([^\\s,:;]+)" },
-    { from: "body", pattern: "\\bin mailbox ([^\\s,:;]+)" },
+    // Asterisk's body ("... long message (number 1) in mailbox 2001 from ..."), FreePBX's ("There is a new voicemail in mailbox 2001:").
+    { from: "body", pattern: "\\(number \\d+\\)\\s+in mailbox ([^\\s,:;]+)" },
+    { from: "body", pattern: "\\bnew voicemail in mailbox ([^\\s,:;]+)" },
   ],
   ani: [{ from: "header:X-Asterisk-CallerID" }],
   callerName: [{ from: "header:X-Asterisk-CallerIDName" }],
