@@ -90,8 +90,15 @@ export async function readMailFields(raw: Buffer, withBody: boolean): Promise<Ma
   const headers = new Map<string, string>();
   for (const [key, value] of parsed.headers) {
     if (headers.size >= 200) break;
+    if (key === "priority") continue;
     const text = headerText(value);
     if (text !== undefined) headers.set(key.toLowerCase(), cut(decodeEncodedWords(cut(text, MAX_FIELD_CHARS * 2))));
+  }
+  // mailparser folds X-Priority, Importance and Priority into one "priority": the raw ones tell urgency.
+  for (const line of parsed.headerLines) {
+    if (["x-priority", "importance", "priority"].includes(line.key) && !headers.has(line.key)) {
+      headers.set(line.key, cut(line.line.slice(line.line.indexOf(":") + 1).trim(), 100));
+    }
   }
   // The raw Date (mailparser turns a broken one into "now").
   const rawDate = parsed.headerLines.find((l) => l.key === "date")?.line.replace(/^date:\s*/i, "");

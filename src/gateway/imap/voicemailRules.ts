@@ -43,7 +43,7 @@ export function compileRules(rules: MailRules, senders: readonly string[] = []):
       if (r.from.startsWith("header:")) out.header = r.from.slice("header:".length).toLowerCase();
       if (r.pattern !== undefined) {
         try {
-          out.pattern = new RegExp(r.pattern, "i");
+          out.pattern = new RegExp(r.pattern, "im");
         } catch (err) {
           throw new Error(`rules.${key}[${i}].pattern: ${(err as Error).message}`);
         }
