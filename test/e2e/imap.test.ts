@@ -52,6 +52,7 @@ describe("voicemail e-mail (IMAP) against a real Dovecot fed by a real Asterisk"
   let dovecot: RunningDovecot | undefined;
   let alice: User;
   let aliceRoom: string;
+  let ownRoom: string;
   const timings: string[] = [];
 
   before(async (t) => {
@@ -193,7 +194,7 @@ describe("voicemail e-mail (IMAP) against a real Dovecot fed by a real Asterisk"
 
   it("(6) a per-user account: a wrong password is refused, the right one links it, and its voicemail mails count", async (t) => {
     if (!world) return t.skip("no test bed");
-    const room = await w().openDm(alice, OWN_BOT);
+    const room = (ownRoom = await w().openDm(alice, OWN_BOT));
     const refused = await w().command(alice, room, OWN_BOT, `!link ${GRACE} --password ${WRONG_PASSWORD}`);
     assert.match(refused.getContent().body, /^Could not link My Mail Voicemail mailbox grace@example\.org: the mail server refused the login\. Nothing was stored\.$/);
     const linked = await w().command(alice, room, OWN_BOT, `!link ${GRACE} --password ${GRACE_PASSWORD}`);
@@ -210,5 +211,20 @@ describe("voicemail e-mail (IMAP) against a real Dovecot fed by a real Asterisk"
     assert.ok(!log.includes(GRACE_PASSWORD) && !log.includes(WRONG_PASSWORD), "the log never holds a password");
     // The shared account's mailbox is not touched by Grace's mails.
     assert.equal(state(aliceRoom, "mail/2001")?.new, 1);
+  });
+
+  it("(7) !mwi off stops reading the per-user account (its session logs out); !mwi on reads it again", async (t) => {
+    if (!world) return t.skip("no test bed");
+    const room = ownRoom;
+    const key = `ownmail/${GRACE}`;
+    await w().command(alice, room, OWN_BOT, `!mwi off ownmail ${GRACE}`);
+    assert.match(w().bridge.log(), /stopped watching the account of grace@example\.org/);
+    const before = botMessages(alice.client, room, OWN_BOT).length;
+    dovecot!.deliver(GRACE, asteriskStyleMail("3001", "5550001", "Max Planck", 2));
+    await sleep(QUIET_MS);
+    assert.equal(botMessages(alice.client, room, OWN_BOT).length, before, "nothing while MWI is off");
+    await w().command(alice, room, OWN_BOT, `!mwi on ownmail ${GRACE}`);
+    const s = await waitForState(alice.client, room, MWI_EVENT_TYPE, key, (e) => e.getContent().new === 2, 20_000);
+    assert.equal(s.getContent().last_message?.ani, "5550001");
   });
 });

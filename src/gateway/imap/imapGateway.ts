@@ -10,7 +10,17 @@
  */
 import type { MessageInfo, MwiCounts, MwiUpdate } from "../../core/mwi.js";
 import { withTimeout } from "../../util/timeout.js";
-import type { GatewayHost, KindSystem, LinkingCapability, LinkProof, LinkRequest, MailboxCredentials, VoicemailGateway, WatchingCapability } from "../gateway.js";
+import type {
+  GatewayHost,
+  KindSystem,
+  LinkingCapability,
+  LinkProof,
+  LinkRequest,
+  MailboxCredentials,
+  UpstreamMwiCapability,
+  VoicemailGateway,
+  WatchingCapability,
+} from "../gateway.js";
 import { createImapClient, isAuthFailure } from "./imapClient.js";
 import { MailSession } from "./mailSession.js";
 import type { ImapSettings } from "./settings.js";
@@ -24,6 +34,14 @@ const PROOF_TIMEOUT_MS = 20_000;
 export class ImapGateway implements VoicemailGateway {
   readonly watching: WatchingCapability;
   readonly linking?: LinkingCapability;
+  /**
+   * `!mwi off` (by the last user who follows the mailbox) stops reading it: nothing is reported,
+   * a per-user account's session logs out; nothing changes on the server. `!mwi on` reads it again.
+   */
+  readonly upstreamMwi: UpstreamMwiCapability = {
+    switchOn: (mailbox, credentials) => this.watch(mailbox, credentials),
+    switchOff: (mailbox) => this.unwatch(mailbox),
+  };
   private readonly rules: CompiledRules;
   /** Shared account: the one session; per-user: one per watched mailbox (address). */
   private shared?: MailSession;
