@@ -5,11 +5,12 @@
  * hostile mails.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { parseConfigYaml } from "../../src/config/load.js";
 import { imapKind } from "../../src/gateway/imap/kind.js";
 import { decodeEncodedWords, MAX_BODY_CHARS, MAX_FIELD_CHARS, readMailFields } from "../../src/gateway/imap/mailFields.js";
-import { DEFAULT_RULES, type MailRules } from "../../src/gateway/imap/settings.js";
+import { DEFAULT_RULES, type ImapSettings, type MailRules } from "../../src/gateway/imap/settings.js";
 import { compileRules, isUrgent, parseDuration, voicemailOf } from "../../src/gateway/imap/voicemailRules.js";
 import { ASTERISK_MAIL, crlf } from "./mailSamples.js";
 
@@ -236,5 +237,32 @@ describe("imap settings", () => {
     assert.match(check({ rules: { ...DEFAULT_RULES, time: [{ from: "body", pattern: "[" }] } }).problems.join(), /rules\.time\[0\]/);
     assert.match(check({ host: "mail.example.org" }).warnings.join(), /clear text/);
     assert.deepEqual(check({}).warnings, []);
+  });
+
+  it("the commented imap system of config.sample.yaml is valid, also with every commented key in it", () => {
+    const sample = readFileSync(new URL("../../../config.sample.yaml", import.meta.url), "utf8").split("\n");
+    const start = sample.findIndex((l) => l.startsWith("  # - id: mail"));
+    assert.ok(start > 0, "the sample has a commented imap system");
+    let end = start;
+    while (end < sample.length && sample[end]!.startsWith("  #")) end++;
+    const once = sample.slice(start, end).map((l) => l.replace(/^ {2}# ?/, "  "));
+    // Then the commented keys (a key, a list item), not the prose.
+    const twice = once.map((l) => l.replace(/^(\s*)# (?=\s*[A-Za-z]+:|\s*- )/, "$1"));
+    for (const lines of [once, twice]) {
+      const text = [
+        "homeserver: { url: 'http://127.0.0.1:8008', domain: localhost }",
+        "appservice: { port: 9000, url: 'http://127.0.0.1:9000' }",
+        "systems:",
+        ...lines.filter((l) => !/^\s*#/.test(l)).map((l) => l.replace(/\s+#\s.*$/, "")),
+      ].join("\n");
+      const system = parseConfigYaml(text).systems[0] as unknown as { kind: string; imap: ImapSettings };
+      assert.equal(system.kind, "imap");
+      assert.equal(system.imap.host, "mail.example.org");
+      assert.deepEqual(imapKind.check!(system.imap).problems, []);
+      if (lines === twice) {
+        assert.deepEqual(system.imap.senders, ["asterisk@pbx.example.org"]);
+        assert.equal(system.imap.rules.mailbox.length, 1, "the sample's rules were read");
+      }
+    }
   });
 });
