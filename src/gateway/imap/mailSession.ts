@@ -67,6 +67,9 @@ export class MailSession {
   private synced = false;
   private readonly syncWaiters: (() => void)[] = [];
 
+  /** Mails whose header (or start) was fetched and parsed, and bodies fetched for details: each mail costs one of each at most. */
+  readonly stats = { mailsRead: 0, bodiesRead: 0 };
+
   constructor(private readonly o: SessionOptions) {}
 
   start(): void {
@@ -228,6 +231,7 @@ export class MailSession {
       const f = flags.get(uid) ?? new Set<string>();
       const mail: KnownMail = { seen: f.has("\\Seen"), deleted: f.has("\\Deleted"), detailed: withBody || !this.o.rules.detailsNeedBody };
       if (raw) {
+        this.stats.mailsRead++;
         const fields = await readMailFields(raw, withBody);
         const voicemail = this.classify(fields);
         if (voicemail) mail.voicemail = voicemail;
@@ -247,6 +251,7 @@ export class MailSession {
     mail.detailed = true;
     const [m] = await client.fetchAll(String(uid), { uid: true, source: { maxLength: this.o.maxFetchBytes } }, { uid: true });
     if (!m?.source) return;
+    this.stats.bodiesRead++;
     const fields = await readMailFields(m.source, true);
     // The rules that named the mailbox from the header name it again; a mail that stopped
     // being a voicemail with its body read keeps what the header said.
