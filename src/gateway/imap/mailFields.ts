@@ -23,6 +23,8 @@ export interface MailFields {
   date?: Date;
   /** The decoded plain text (or HTML made text) of the first text part, when fetched. */
   body?: string;
+  /** Why mailparser could not read the mail (its fields are then empty). */
+  unreadable?: string;
 }
 
 const cut = (s: string, max = MAX_FIELD_CHARS): string => (s.length > max ? s.slice(0, max) : s);
@@ -84,8 +86,8 @@ export async function readMailFields(raw: Buffer, withBody: boolean): Promise<Ma
       maxHtmlLengthToParse: MAX_BODY_CHARS * 4,
       keepCidLinks: false,
     });
-  } catch {
-    return { subject: "", headers: new Map(), to: [], from: [] };
+  } catch (err) {
+    return { subject: "", headers: new Map(), to: [], from: [], unreadable: cut(String((err as Error)?.message ?? err), 200) };
   }
   const headers = new Map<string, string>();
   for (const [key, value] of parsed.headers) {

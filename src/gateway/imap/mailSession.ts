@@ -10,6 +10,7 @@
 import type { ImapFlow } from "imapflow";
 import type { Logger } from "matrix-appservice-bridge";
 import { backoffDelay } from "../../core/backoff.js";
+import { rateLimitedLog, type RateLimitedLog } from "../../util/rateLimitedLog.js";
 import type { MessageInfo, MwiCounts } from "../../core/mwi.js";
 import type { MailboxCredentials } from "../gateway.js";
 import { createImapClient, isAuthFailure, type ServerSettings } from "./imapClient.js";
@@ -70,7 +71,12 @@ export class MailSession {
   /** Mails whose header (or start) was fetched and parsed, and bodies fetched for details: each mail costs one of each at most. */
   readonly stats = { mailsRead: 0, bodiesRead: 0 };
 
-  constructor(private readonly o: SessionOptions) {}
+  /** Unreadable mails: anyone who can mail the account can send them, one line each would flood the log. */
+  private readonly noise: RateLimitedLog;
+
+  constructor(private readonly o: SessionOptions) {
+    this.noise = rateLimitedLog((line) => o.log.warn(line));
+  }
 
   start(): void {
     void this.connect();
@@ -78,6 +84,7 @@ export class MailSession {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.noise.flush();
     clearTimeout(this.settleTimer);
     clearInterval(this.pollTimer);
     clearTimeout(this.reconnectTimer);
@@ -233,6 +240,7 @@ export class MailSession {
       if (raw) {
         this.stats.mailsRead++;
         const fields = await readMailFields(raw, withBody);
+        if (fields.unreadable) this.noise("unreadable", `${this.o.label}: mail ${uid} of ${this.o.folder} cannot be read (${fields.unreadable}): not counted`);
         const voicemail = this.classify(fields);
         if (voicemail) mail.voicemail = voicemail;
       }
