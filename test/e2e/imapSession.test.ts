@@ -4,6 +4,10 @@
  * UIDVALIDITY, a hostile mail among thousands, and a server that goes away and comes back.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { Logger } from "matrix-appservice-bridge";
 import type { MessageInfo, MwiCounts } from "../../src/core/mwi.js";
@@ -18,6 +22,23 @@ const PASSWORD = "Session-Test-pw";
 
 function voicemail(mailbox: string, n: number, caller = "5551234"): string {
   return ASTERISK_MAIL.replaceAll("mailbox 2001", `mailbox ${mailbox}`).replace("New message 1", `New message ${n}`).replace("X-Asterisk-CallerID: 5551234", `X-Asterisk-CallerID: ${caller}`);
+}
+
+/** A private CA and a certificate for 127.0.0.1 signed by it (openssl). */
+function privateCa(): { caFile: string; certFile: string; keyFile: string } {
+  const dir = mkdtempSync(join(tmpdir(), "imap-ca-"));
+  const file = (name: string) => join(dir, name);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  writeFileSync(file("ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
+  for (const args of [
+    ["req", "-x509", ...ec, "-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "1", "-subj", "/CN=Test Mail CA"],
+    ["req", ...ec, "-keyout", file("server.key"), "-out", file("server.csr"), "-subj", "/CN=mail.test"],
+    ["x509", "-req", "-in", file("server.csr"), "-CA", file("ca.pem"), "-CAkey", file("ca.key"), "-CAcreateserial", "-out", file("server.pem"), "-days", "1", "-extfile", file("ext.cnf")],
+  ]) {
+    const run = spawnSync("openssl", args, { encoding: "utf8" });
+    assert.equal(run.status, 0, `openssl ${args[0]}: ${run.stderr}`);
+  }
+  return { caFile: file("ca.pem"), certFile: file("server.pem"), keyFile: file("server.key") };
 }
 
 async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
@@ -141,5 +162,43 @@ describe("IMAP session against a real Dovecot", { timeout: 110_000 }, () => {
     assert.equal(s.stats.mailsRead, 1000);
     assert.equal(last("2001")!.counts.new + last("2002")!.counts.new, 1000);
     assert.ok(took < 30_000, `took ${took} ms`);
+  });
+
+  it("TLS: implicit TLS and STARTTLS with the server's private CA; without it the certificate is refused", async (t) => {
+    if (!dc) return t.skip("no test bed");
+    const ca = privateCa();
+    const tlsDc = await startDovecot({ users: [{ user: "voicemail", password: PASSWORD }], tls: { certFile: ca.certFile, keyFile: ca.keyFile } });
+    try {
+      tlsDc.deliver("voicemail", voicemail("2001", 1));
+      const run = async (port: number, tls: boolean, caFile?: string) => {
+        const got: MwiCounts[] = [];
+        const s = new MailSession({
+          label: "tls-test",
+          server: { host: "127.0.0.1", port, tls, rejectUnauthorized: true, ...(caFile ? { caFile } : {}) },
+          credentials: { username: "voicemail", password: PASSWORD },
+          folder: "INBOX",
+          pollSeconds: 30,
+          maxMessages: 100,
+          maxFetchBytes: 65_536,
+          rules: compileRules(DEFAULT_RULES),
+          watched: new Set(["2001"]),
+          report: async (_m, counts) => void got.push(counts),
+          log: new Logger("imap-tls-test"),
+        });
+        s.start();
+        await Promise.race([s.whenSynced(), sleep(8_000)]);
+        await s.stop();
+        return got;
+      };
+      assert.equal((await run(tlsDc.tlsPort!, true, ca.caFile)).at(-1)?.new, 1, "implicit TLS with the CA");
+      assert.equal((await run(tlsDc.port, false, ca.caFile)).at(-1)?.new, 1, "STARTTLS with the CA");
+      const log = readFileSync(tlsDc.logFile, "utf8");
+      const logins = log.split("\n").filter((l) => /Logged in: user=<voicemail>/.test(l));
+      assert.equal(logins.length, 2);
+      assert.ok(logins.every((l) => /, TLS, /.test(l)), `both logins (implicit TLS, STARTTLS) went over TLS: ${logins.join("\n")}`);
+      assert.deepEqual(await run(tlsDc.tlsPort!, true), [], "a certificate of an unknown CA is refused");
+    } finally {
+      await tlsDc.stop();
+    }
   });
 });

@@ -6,7 +6,7 @@
 // (loopback only, no TLS). Mail arrives the way a PBX's mailcmd delivers it: `dovecot-lda -d
 // <user>` with this instance's config (deliveryCommand), or by APPEND from a test client.
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ImapFlow } from "imapflow";
 import { CHROOT_ENV, chrootPathFor, ensureSystemMounts, forgetGroup, instanceDataDir, pruneStaleDirs, sleep, spawnInChroot, stopGroup, tail, unbind, type GroupProcess } from "./chroot.js";
@@ -25,11 +25,15 @@ export interface DovecotOptions {
   users: MailUser[];
   /** Readiness timeout in ms; default 20000. */
   startTimeoutMs?: number;
+  /** TLS: the server's certificate and key (PEM, host paths): STARTTLS offered on `port`, implicit TLS on `tlsPort`. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface RunningDovecot {
   host: "127.0.0.1";
   port: number;
+  /** With DovecotOptions.tls: the implicit-TLS (imaps) port. */
+  tlsPort?: number;
   /** Host path of the instance directory. */
   dataDir: string;
   logFile: string;
@@ -63,6 +67,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<RunningDovecot
   const root = status.root;
   ensureSystemMounts(root);
   const port = opts.port ?? (await freePort());
+  const tlsPort = opts.tls ? await freePort() : undefined;
   const { dataDir, owned } = instanceDataDir(root, undefined, INSTANCES_DIR, "dc-", () =>
     pruneStaleDirs(path.join(testbedRoot(), INSTANCES_DIR), "dc-", "run/master.pid", 24 * 3600_000),
   );
@@ -80,6 +85,11 @@ export async function startDovecot(opts: DovecotOptions): Promise<RunningDovecot
     passwd.push(`${u.user}:{PLAIN}${u.password}:${MAIL_UID}:${MAIL_UID}::${inner}/home/${u.user}::`);
   }
   writeFileSync(path.join(dataDir, "passwd"), passwd.join("\n") + "\n", { mode: 0o644 });
+  if (opts.tls) {
+    mkdirSync(path.join(dataDir, "tls"), { recursive: true });
+    copyFileSync(opts.tls.certFile, path.join(dataDir, "tls", "cert.pem"));
+    copyFileSync(opts.tls.keyFile, path.join(dataDir, "tls", "key.pem"));
+  }
   const configInner = `${inner}/dovecot.conf`;
   const logFile = path.join(dataDir, "log", "dovecot.log");
   writeFileSync(
@@ -93,7 +103,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<RunningDovecot
       `info_log_path = ${inner}/log/dovecot.log`,
       "protocols = imap",
       "listen = 127.0.0.1",
-      "ssl = no",
+      ...(opts.tls ? ["ssl = yes", `ssl_server_cert_file = ${inner}/tls/cert.pem`, `ssl_server_key_file = ${inner}/tls/key.pem`] : ["ssl = no"]),
       "auth_allow_cleartext = yes",
       "auth_mechanisms = plain login",
       "first_valid_uid = 500",
@@ -110,7 +120,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<RunningDovecot
       `    port = ${port}`,
       "  }",
       "  inet_listener imaps {",
-      "    port = 0",
+      `    port = ${tlsPort ?? 0}`,
       "  }",
       "}",
       "",
@@ -124,7 +134,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<RunningDovecot
     const g = spawnInChroot(root, ["dovecot", "-F", "-c", configInner], CHROOT_ENV, stdioFile);
     child = g;
     const until = Date.now() + startTimeoutMs;
-    while (!(await tcpListening(port))) {
+    while (!(await tcpListening(port)) || (tlsPort !== undefined && !(await tcpListening(tlsPort)))) {
       const exitInfo = g.exitInfo();
       if (exitInfo) {
         forgetGroup(g);
@@ -161,6 +171,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<RunningDovecot
   const running: RunningDovecot = {
     host: "127.0.0.1",
     port,
+    ...(tlsPort !== undefined ? { tlsPort } : {}),
     dataDir,
     logFile,
     configInner,
