@@ -135,7 +135,10 @@ export class MailSession {
       this.pollTimer.unref();
       await this.sync();
     } catch (err) {
-      const why = isAuthFailure(err) ? "the server refused the login" : (err as Error).message;
+      if (this.stopped) return void client.close();
+      // imapflow's message is often just "Command failed": the server's own words say more.
+      const { message, responseText } = err as Error & { responseText?: string };
+      const why = isAuthFailure(err) ? "the server refused the login" : responseText ? `${message}: ${responseText.slice(0, 200)}` : message;
       log.warn(`${this.o.label}: IMAP ${this.o.server.host}:${this.o.server.port}: ${why}`);
       client.close();
       this.onClose(client);
