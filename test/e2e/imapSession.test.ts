@@ -201,4 +201,38 @@ describe("IMAP session against a real Dovecot", { timeout: 110_000 }, () => {
       await tlsDc.stop();
     }
   });
+
+  it("a server without IDLE: changes arrive by the poll", async (t) => {
+    if (!dc) return t.skip("no test bed");
+    const plain = await startDovecot({ users: [{ user: "voicemail", password: PASSWORD }], noIdle: true });
+    const c = await plain.client("voicemail");
+    try {
+      assert.equal(c.capabilities.has("IDLE"), false, "Dovecot offers no IDLE");
+      const got: MwiCounts[] = [];
+      const s = new MailSession({
+        label: "noidle-test",
+        server: { host: "127.0.0.1", port: plain.port, tls: false, rejectUnauthorized: true },
+        credentials: { username: "voicemail", password: PASSWORD },
+        folder: "INBOX",
+        pollSeconds: 5,
+        maxMessages: 100,
+        maxFetchBytes: 65_536,
+        rules: compileRules(DEFAULT_RULES),
+        watched: new Set(["2001"]),
+        report: async (_m, counts) => void got.push(counts),
+        log: new Logger("imap-noidle-test"),
+      });
+      sessions.push(s);
+      s.start();
+      await s.whenSynced();
+      assert.equal(got.at(-1)?.new, 0);
+      plain.deliver("voicemail", voicemail("2001", 1));
+      await until("the poll to find the new mail", () => (got.at(-1)?.new === 1 ? true : undefined), 15_000);
+      await plain.setSeen("voicemail", "mailbox 2001");
+      await until("the poll to find it seen", () => (got.at(-1)?.old === 1 ? true : undefined), 15_000);
+    } finally {
+      await c.logout().catch(() => undefined);
+      await plain.stop();
+    }
+  });
 });

@@ -27,6 +27,8 @@ export interface DovecotOptions {
   startTimeoutMs?: number;
   /** TLS: the server's certificate and key (PEM, host paths): STARTTLS offered on `port`, implicit TLS on `tlsPort`. */
   tls?: { certFile: string; keyFile: string };
+  /** A server without IDLE: Dovecot leaves it out of its capabilities (clients must poll). */
+  noIdle?: boolean;
 }
 
 export interface RunningDovecot {
@@ -113,6 +115,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<RunningDovecot
       "userdb passwd-file {",
       `  passwd_file_path = ${inner}/passwd`,
       "}",
+      ...(opts.noIdle ? ["imap_capability {", "  IDLE = no", "}"] : []),
       "mail_driver = maildir",
       "mail_path = ~/Maildir",
       "service imap-login {",
