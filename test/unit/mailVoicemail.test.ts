@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { parseConfigYaml } from "../../src/config/load.js";
 import { imapKind } from "../../src/gateway/imap/kind.js";
-import { decodeEncodedWords, MAX_BODY_CHARS, MAX_FIELD_CHARS, readMailFields } from "../../src/gateway/imap/mailFields.js";
+import { decodeEncodedWords, MAX_BODY_CHARS, MAX_FIELD_CHARS, readMailFields, repairUtf8AsLatin1 } from "../../src/gateway/imap/mailFields.js";
 import { DEFAULT_RULES, type ImapSettings, type MailRules } from "../../src/gateway/imap/settings.js";
 import { compileRules, isUrgent, parseDuration, voicemailOf } from "../../src/gateway/imap/voicemailRules.js";
 import { ASTERISK_MAIL, crlf } from "./mailSamples.js";
@@ -154,6 +154,7 @@ describe("voicemail mails to MWI", () => {
     const vm = await map(
       ASTERISK_MAIL.replace("X-Asterisk-CallerID: 5551234", "X-Asterisk-CallerID: Unknown")
         .replace("X-Asterisk-CallerIDName: Grace Caller", "X-Asterisk-CallerIDName: Unknown")
+        .replace("from Grace Caller,", "from Unknown,")
         .replace("0:11 long", "9:99 long"),
     );
     assert.equal(vm?.mailbox, "2001");
@@ -164,11 +165,30 @@ describe("voicemail mails to MWI", () => {
   });
 
   it("decodes encoded words and odd charsets, and strips control and bidi characters from the caller's name", async () => {
-    const vm = await map(ASTERISK_MAIL.replace("X-Asterisk-CallerIDName: Grace Caller", "X-Asterisk-CallerIDName: =?UTF-8?B?R3LDpGNlIOKArkNhbGxlcg==?="));
+    // The header alone (the body's name would come first).
+    const vm = await map(ASTERISK_MAIL.replace("X-Asterisk-CallerIDName: Grace Caller", "X-Asterisk-CallerIDName: =?UTF-8?B?R3LDpGNlIOKArkNhbGxlcg==?="), defaults(), false);
     assert.equal(vm?.info.callerName, "Gräce Caller");
     assert.equal(decodeEncodedWords("=?ISO-8859-1?Q?J=F6rg_M=FCller?="), "Jörg Müller");
     assert.equal(decodeEncodedWords("=?x-no-such-charset?B?QUJD?="), "=?x-no-such-charset?B?QUJD?=");
     assert.equal(typeof decodeEncodedWords("=?UTF-8?B?###?="), "string");
+  });
+
+  it("reads a non-ASCII caller name from Asterisk's body, which is UTF-8 under charset=ISO-8859-1 (the header has lost it)", async () => {
+    // As Asterisk 22.10 wrote it for a caller named "Jörg Müller".
+    const raw = Buffer.concat([
+      Buffer.from(ASTERISK_MAIL.replace("X-Asterisk-CallerIDName: Grace Caller", "X-Asterisk-CallerIDName: Jrg Mller").split("from Grace Caller")[0]!, "latin1"),
+      Buffer.from("from Jörg Müller", "utf8"),
+      Buffer.from(ASTERISK_MAIL.split("from Grace Caller")[1]!, "latin1"),
+    ]);
+    const vm = voicemailOf(defaults(), await readMailFields(raw, true));
+    assert.equal(vm?.info.callerName, "Jörg Müller");
+    assert.equal(repairUtf8AsLatin1("plain"), "plain");
+    assert.equal(repairUtf8AsLatin1("Ã©tÃ©"), "été");
+    assert.equal(repairUtf8AsLatin1("Ãx"), "Ãx", "no valid UTF-8: unchanged");
+    assert.equal(repairUtf8AsLatin1("Ã© €"), "Ã© €", "not all Latin-1: unchanged");
+    // Without a name the body names the number: no caller name then.
+    const numberOnly = ASTERISK_MAIL.replace("from Grace Caller,", "from 5551234,").replace("X-Asterisk-CallerIDName: Grace Caller", "X-Asterisk-CallerIDName: 5551234");
+    assert.equal((await map(numberOnly))?.info.callerName, undefined);
   });
 
   it("bounds what a hostile mail costs: a 1 MB subject, 10,000 headers, a huge body", async () => {

@@ -71,6 +71,16 @@ function addresses(value: AddressObject | AddressObject[] | undefined): string[]
 }
 
 /**
+ * UTF-8 read as Latin-1 ("JÃ¶rg"): Asterisk 22 writes the caller's name into its mail body as
+ * UTF-8 under `charset=ISO-8859-1`. Decoded again where that yields clean UTF-8, else unchanged.
+ */
+export function repairUtf8AsLatin1(text: string): string {
+  if (!/[\u00c2-\u00f4][\u0080-\u00bf]/.test(text) || /[^\u0000-\u00ff]/.test(text)) return text;
+  const again = Buffer.from(text, "latin1").toString("utf8");
+  return again.includes("\ufffd") ? text : again;
+}
+
+/**
  * Reads the fields from a raw mail or its header alone (`withBody` false: nothing after the
  * header is looked at). Never throws: a mail mailparser cannot read yields empty fields.
  */
@@ -115,7 +125,7 @@ export async function readMailFields(raw: Buffer, withBody: boolean): Promise<Ma
   };
   if (withBody) {
     const text = typeof parsed.text === "string" ? parsed.text : "";
-    fields.body = cut(text, MAX_BODY_CHARS);
+    fields.body = repairUtf8AsLatin1(cut(text, MAX_BODY_CHARS));
   }
   return fields;
 }

@@ -35,7 +35,11 @@ export const DEFAULT_RULES = {
     { from: "body", pattern: "\\bnew voicemail in mailbox ([^\\s,:;]+)" },
   ],
   ani: [{ from: "header:X-Asterisk-CallerID" }],
-  callerName: [{ from: "header:X-Asterisk-CallerIDName" }],
+  // The body first: Asterisk 22 drops every non-ASCII letter from the header ("Jrg Mller").
+  callerName: [
+    { from: "body", pattern: "\\(number \\d+\\)\\s+in mailbox [^\\s,:;]+ from (.+?)(?: <[^>]*>)?, on " },
+    { from: "header:X-Asterisk-CallerIDName" },
+  ],
   dnis: [] as MailRule[],
   duration: [
     { from: "body", pattern: "\\bleft an? (\\d+(?::\\d{1,2}){0,2}) long message" },
