@@ -121,12 +121,9 @@ export class MailSession {
     try {
       await client.connect();
       const mailbox = await client.mailboxOpen(this.o.folder, { readOnly: true });
-      if (this.uidValidity !== mailbox.uidValidity) {
-        // UIDs of another UIDVALIDITY name other mails: all that was learnt is void.
-        if (this.uidValidity !== undefined) log.info(`${this.o.label}: UIDVALIDITY of ${this.o.folder} changed: reading it afresh`);
-        this.known.clear();
-        this.uidValidity = mailbox.uidValidity;
-      }
+      // EXAMINE answers [READ-ONLY]: without it nothing is read, so nothing can be changed by mistake.
+      if (mailbox.readOnly !== true) throw new Error(`the server did not open ${this.o.folder} read-only`);
+      this.checkUidValidity(mailbox.uidValidity);
       log.info(`${this.o.label}: connected to ${this.o.server.host}:${this.o.server.port}, ${this.o.folder} opened read-only (${mailbox.exists} mails)`);
       this.attempt = 0;
       this.reported.clear();
@@ -143,6 +140,14 @@ export class MailSession {
       client.close();
       this.onClose(client);
     }
+  }
+
+  /** UIDs of another UIDVALIDITY name other mails: all that was learnt is void. */
+  private checkUidValidity(uidValidity: bigint): void {
+    if (this.uidValidity === uidValidity) return;
+    if (this.uidValidity !== undefined) this.o.log.info(`${this.o.label}: UIDVALIDITY of ${this.o.folder} changed: reading it afresh`);
+    this.known.clear();
+    this.uidValidity = uidValidity;
   }
 
   private onClose(client: ImapFlow): void {
@@ -187,8 +192,8 @@ export class MailSession {
           }
         } catch (err) {
           this.o.log.warn(`${this.o.label}: resync of ${this.o.folder} failed: ${(err as Error).message}`);
-          // A broken connection reconnects (and resyncs then); imapflow closes it on socket errors.
-          if (client.usable === false) client.close();
+          // A broken connection, or one whose folder was closed, reconnects (and resyncs then).
+          if (client.usable === false || !client.mailbox) client.close();
         }
       } while (this.again);
     })().finally(() => (this.syncing = undefined));
@@ -196,7 +201,10 @@ export class MailSession {
   }
 
   private async syncOnce(client: ImapFlow): Promise<void> {
-    const exists = client.mailbox && typeof client.mailbox === "object" ? client.mailbox.exists : 0;
+    const open = client.mailbox && typeof client.mailbox === "object" ? client.mailbox : undefined;
+    if (!open) throw new Error(`${this.o.folder} is no longer open`);
+    this.checkUidValidity(open.uidValidity);
+    const exists = open.exists;
     const flags = new Map<number, Set<string>>();
     if (exists > 0) {
       for (const m of await client.fetchAll("1:*", { uid: true, flags: true })) flags.set(m.uid, m.flags ?? new Set());
