@@ -252,6 +252,13 @@ describe("imap settings", () => {
     assert.deepEqual((system.imap.rules as MailRules).mailbox, DEFAULT_RULES.mailbox);
   });
 
+  it("a rules block that gives only some lists keeps the defaults of the others (the README's FreeSWITCH example)", () => {
+    const system = config("{ host: 127.0.0.1, rules: { mailbox: [{ from: body, pattern: '^Account: ([^@\\s]+)@' }] } }").systems[0] as unknown as { imap: ImapSettings };
+    assert.equal(system.imap.rules.mailbox.length, 1);
+    assert.deepEqual(system.imap.rules.ani, DEFAULT_RULES.ani);
+    assert.deepEqual(system.imap.rules.duration, DEFAULT_RULES.duration);
+  });
+
   it("refuses unknown keys, a username without a password and a broken rule; warns of clear text off loopback", () => {
     assert.throws(() => config("{ host: 127.0.0.1, user: voicemail }"), /imap/);
     const check = (s: Record<string, unknown>) => imapKind.check!({ ...(config("{ host: 127.0.0.1 }").systems[0] as unknown as { imap: object }).imap, ...s } as never);
