@@ -171,14 +171,16 @@ describe("voicemail e-mail (IMAP) against a real Dovecot fed by a real Asterisk"
     assert.equal(s.getContent().waiting, false);
   });
 
-  it("(5) Dovecot restarts: a voicemail mailed after the restart shows up; nothing was marked seen by the bridge", async (t) => {
+  it("(5) Dovecot restarts: an urgent voicemail mailed after the restart shows up; nothing was marked seen by the bridge", async (t) => {
     if (!world) return t.skip("no test bed");
     await dovecot!.restart();
     const next = nextMessage(aliceRoom, MAIL_BOT, /555.?9876/);
-    await asterisk!.leaveVoicemail("2001", { name: "Jörg Müller", number: "5559876" }, { seconds: 1 });
+    await asterisk!.leaveVoicemail("2001", { name: "Jörg Müller", number: "5559876" }, { seconds: 1, urgent: true });
     await next;
     const s = await waitForState(alice.client, aliceRoom, MWI_EVENT_TYPE, "mail/2001", (e) => e.getContent().new === 1, 15_000);
     assert.equal(s.getContent().old, 1);
+    // Asterisk says "New Urgent message" in the subject, and sets no priority header.
+    assert.equal(s.getContent().urgent_new, 1, "the urgent voicemail counts as urgent");
     assert.equal(s.getContent().last_message?.ani, "5559876");
     // Asterisk drops the umlauts from X-Asterisk-CallerIDName; its body has them (UTF-8 under charset=ISO-8859-1).
     assert.equal(s.getContent().last_message?.caller_name, "Jörg Müller");
@@ -187,7 +189,7 @@ describe("voicemail e-mail (IMAP) against a real Dovecot fed by a real Asterisk"
     const c = await dovecot!.client("voicemail");
     try {
       await c.mailboxOpen("INBOX", { readOnly: true });
-      const unseen = await c.search({ seen: false, subject: "New message" }, { uid: true });
+      const unseen = await c.search({ seen: false, subject: "in mailbox 2001" }, { uid: true });
       assert.equal(Array.isArray(unseen) ? unseen.length : 0, 1, "the voicemail the bridge read is still unseen");
     } finally {
       await c.logout();

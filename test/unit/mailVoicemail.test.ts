@@ -54,6 +54,8 @@ const FREESWITCH_RULES: MailRules = {
   dnis: [],
   duration: [{ from: "subject", pattern: "^(\\d+) sec Voicemail" }],
   time: [],
+  // X-Priority 1 or 2 marks urgent ones; FreeSWITCH's subject says nothing of it.
+  urgent: [],
 };
 
 /** FreePBX's default e-mail (subject "PBX Voicemail Notification"), sent by Asterisk with its X-Asterisk headers. */
@@ -125,6 +127,15 @@ describe("voicemail mails to MWI", () => {
     assert.equal(await map(crlf(["From: bob@example.org", "Subject: Lunch", "", "In mailbox 2001 or not, lunch is at noon.", ""])), undefined);
     assert.equal(await map(crlf(["Subject: Re: [PBX]: New message 1 in mailbox", "", "hi", ""])), undefined);
     assert.equal(await map(""), undefined);
+  });
+
+  it("knows Asterisk's urgent mail by its subject (\"New Urgent message\"): it has no priority header", async () => {
+    // As Asterisk 22.10 wrote it for VoiceMail(2001@default,sU).
+    const vm = await map(ASTERISK_MAIL.replace("Subject: [PBX]: New message 1 in mailbox 2001", "Subject: [PBX]: New Urgent message 1 in mailbox 2001"));
+    assert.equal(vm?.mailbox, "2001");
+    assert.equal(vm?.urgent, true);
+    assert.equal(vm?.info.duration, 11);
+    assert.equal((await map(ASTERISK_MAIL))?.urgent, false);
   });
 
   it("takes urgency from X-Priority 1 or 2, Importance: high and Priority: urgent, and not from X-Priority 3", async () => {

@@ -29,7 +29,8 @@ const rules = (defaults: MailRule[]) => Defaulted(Type.Array(rule, { maxItems: 2
  */
 export const DEFAULT_RULES = {
   mailbox: [
-    { from: "subject", pattern: "\\bnew message \\d+ in mailbox ([^\\s,:;]+)" },
+    // An urgent one: "[PBX]: New Urgent message 1 in mailbox 2001" (no priority header).
+    { from: "subject", pattern: "\\bnew (?:urgent )?message \\d+ in mailbox ([^\\s,:;]+)" },
     // Asterisk's body ("... long message (number 1) in mailbox 2001 from ..."), FreePBX's ("There is a new voicemail in mailbox 2001:").
     { from: "body", pattern: "\\(number \\d+\\)\\s+in mailbox ([^\\s,:;]+)" },
     { from: "body", pattern: "\\bnew voicemail in mailbox ([^\\s,:;]+)" },
@@ -46,6 +47,8 @@ export const DEFAULT_RULES = {
     { from: "body", pattern: "\\blength:\\s*(\\d+(?::\\d{1,2}){0,2})" },
   ],
   time: [] as MailRule[],
+  /** Urgent also when the priority headers say nothing: Asterisk marks urgent messages only in the subject. */
+  urgent: [{ from: "subject", pattern: "\\bnew urgent message\\b" }],
 } satisfies Record<string, MailRule[]>;
 
 export const imapSettings = Type.Object(
@@ -83,6 +86,8 @@ export const imapSettings = Type.Object(
           duration: rules(DEFAULT_RULES.duration),
           /** Default: the Date header. */
           time: rules(DEFAULT_RULES.time),
+          /** A match marks the voicemail urgent (as do X-Priority 1 or 2, Importance: high, Priority: urgent). */
+          urgent: rules(DEFAULT_RULES.urgent),
         },
         { additionalProperties: false },
       ),

@@ -28,6 +28,7 @@ export interface CompiledRules {
   dnis: CompiledRule[];
   duration: CompiledRule[];
   time: CompiledRule[];
+  urgent: CompiledRule[];
   /** Some mailbox rule reads the body: each mail's text must be fetched to tell whether it is a voicemail. */
   mailboxNeedsBody: boolean;
   /** Some detail rule reads the body: the newest mail's text is fetched for its details. */
@@ -57,12 +58,13 @@ export function compileRules(rules: MailRules, senders: readonly string[] = []):
     dnis: compile("dnis"),
     duration: compile("duration"),
     time: compile("time"),
+    urgent: compile("urgent"),
   };
   const readsBody = (list: CompiledRule[]) => list.some((r) => r.from === "body");
   return {
     ...compiled,
     mailboxNeedsBody: readsBody(compiled.mailbox),
-    detailsNeedBody: [compiled.ani, compiled.callerName, compiled.dnis, compiled.duration, compiled.time].some(readsBody),
+    detailsNeedBody: [compiled.ani, compiled.callerName, compiled.dnis, compiled.duration, compiled.time, compiled.urgent].some(readsBody),
     senders: new Set(senders.map((s) => s.toLowerCase())),
   };
 }
@@ -154,5 +156,5 @@ export function voicemailOf(rules: CompiledRules, mail: MailFields): VoicemailMa
   const when = time === undefined ? NaN : Date.parse(time);
   if (!Number.isNaN(when)) info.time = new Date(when).toISOString();
   else if (mail.date) info.time = mail.date.toISOString();
-  return { mailbox, urgent: isUrgent(mail), info };
+  return { mailbox, urgent: isUrgent(mail) || firstMatch(rules.urgent, mail) !== undefined, info };
 }
