@@ -6,10 +6,11 @@
 import type { Static } from "@sinclair/typebox";
 import type { GatewayHost, KindCheck, KindDescriptor, KindListener, KindSystem, VoicemailGateway } from "./gateway.js";
 import { amiKind } from "./ami/kind.js";
+import { imapKind } from "./imap/kind.js";
 import { sipKind } from "./sip/kind.js";
 import { webhookKind } from "./webhook/kind.js";
 
-export const KINDS = [webhookKind, sipKind, amiKind] as const;
+export const KINDS = [webhookKind, sipKind, amiKind, imapKind] as const;
 
 export type RegisteredKind = (typeof KINDS)[number];
 

@@ -41,6 +41,17 @@ export interface MailboxSpec {
   authUser?: string;
   /** Full name in voicemail.conf; default "Mailbox <mailbox>". */
   fullName?: string;
+  /** E-mail address of the mailbox: with AsteriskOptions.voicemailMail, each voicemail is mailed there. */
+  email?: string;
+}
+
+/** Voicemail to e-mail (app_voicemail's own mails, default templates, the recording attached). */
+export interface VoicemailMailOptions {
+  /**
+   * The command (run inside the tree by a shell) that gets each whole mail on stdin: for a
+   * test Dovecot, its `deliveryCommand(user)` (dovecot-lda).
+   */
+  mailcmd: string;
 }
 
 /** A static contact that gets unsolicited (out-of-dialog) MWI NOTIFYs for a mailbox. */
@@ -90,6 +101,8 @@ export interface AsteriskOptions {
    * modules for outgoing calls (chan_pjsip, res_pjsip_session, RTP, ulaw), so `PJSIP/<mailbox>` rings it.
    */
   phones?: PhoneSpec[];
+  /** Mail every voicemail of the mailboxes that have an `email` through this mailcmd. Default: no e-mail. */
+  voicemailMail?: VoicemailMailOptions;
 }
 
 /** A manager.conf user of its own: `read`/`write` as manager.conf takes them ("call", "call,originate"). */
@@ -495,7 +508,7 @@ function writeConfigs(l: Layout, o: Required<Pick<AsteriskOptions, "sipPort" | "
     confLines([
       "[general]",
       "format = wav",
-      "attach = no",
+      ...voicemailMailGeneral(o.voicemailMail),
       "serveremail = asterisk@localhost",
       "maxmsg = 100",
       "maxsecs = 600",
@@ -512,7 +525,7 @@ function writeConfigs(l: Layout, o: Required<Pick<AsteriskOptions, "sipPort" | "
       "pollfreq = 2",
       "",
       `[${VM_CONTEXT}]`,
-      ...o.mailboxes.map((mb) => `${mb.mailbox} => ${mb.vmPin ?? "1234"},${(mb.fullName ?? `Mailbox ${mb.mailbox}`).replace(/[,\r\n]/g, " ")},,,attach=no`),
+      ...o.mailboxes.map((mb) => `${mb.mailbox} => ${mb.vmPin ?? "1234"},${(mb.fullName ?? `Mailbox ${mb.mailbox}`).replace(/[,\r\n]/g, " ")},${voicemailMailBox(mb, o.voicemailMail)}`),
     ]),
   );
 
@@ -541,6 +554,23 @@ function writeConfigs(l: Layout, o: Required<Pick<AsteriskOptions, "sipPort" | "
       ]),
     ]),
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Voicemail to e-mail: [general] lines and each mailbox's e-mail fields of voicemail.conf.
+
+function voicemailMailGeneral(mail: VoicemailMailOptions | undefined): string[] {
+  if (!mail) return ["attach = no"];
+  if (/[\r\n]/.test(mail.mailcmd)) throw new Error("testbed: mailcmd must be one line");
+  // The default subject and body ([PBX]: New message N in mailbox M): what the bridge's defaults expect.
+  return ["attach = yes", `mailcmd = ${mail.mailcmd}`];
+}
+
+/** "email,pager,options" of a mailbox line. */
+function voicemailMailBox(mb: MailboxSpec, mail: VoicemailMailOptions | undefined): string {
+  if (!mail || !mb.email) return ",,attach=no";
+  if (!/^[A-Za-z0-9_.+-]+@[A-Za-z0-9.-]+$/.test(mb.email)) throw new Error(`testbed: bad e-mail address ${JSON.stringify(mb.email)}`);
+  return `${mb.email},,attach=yes`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,42 @@
+/** Sample voicemail mails for the unit tests of the imap kind. */
+
+export const crlf = (lines: string[]): string => lines.join("\r\n");
+
+/** As Asterisk 22.10 mailed it through mailcmd (app_voicemail's default template, attach=yes). */
+export const ASTERISK_MAIL = crlf([
+  "Date: Tue, 01 Dec 2026 13:06:12 +0000",
+  "From: Asterisk PBX <asterisk@localhost>",
+  'To: "Mailbox 2001" <2001@localhost>',
+  "Subject: [PBX]: New message 1 in mailbox 2001",
+  "Message-ID: <Asterisk-1-1661932682-2001-10123@vm>",
+  "X-Asterisk-CallerID: 5551234",
+  "X-Asterisk-CallerIDName: Grace Caller",
+  "MIME-Version: 1.0",
+  'Content-Type: multipart/mixed; boundary="----voicemail_12001101231006093832"',
+  "",
+  "",
+  "This is a multi-part message in MIME format.",
+  "",
+  "------voicemail_12001101231006093832",
+  "Content-Type: text/plain; charset=ISO-8859-1",
+  "Content-Transfer-Encoding: 8bit",
+  "",
+  "Dear Mailbox 2001:",
+  "",
+  "\tJust wanted to let you know you were just left a 0:11 long message (number 1)",
+  "in mailbox 2001 from Grace Caller, on Tuesday, December 01, 2026 at 01:06:12 PM so you might",
+  "want to check it when you get a chance.  Thanks!",
+  "",
+  "\t\t\t\t--Asterisk",
+  "",
+  "------voicemail_12001101231006093832",
+  'Content-Type: audio/x-wav; name="msg0000.wav"',
+  "Content-Transfer-Encoding: base64",
+  "Content-Description: Voicemail sound attachment.",
+  'Content-Disposition: attachment; filename="msg0000.wav"',
+  "",
+  "UklGRmRgAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YUBgAADw//j/+P/w//j/",
+  "",
+  "------voicemail_12001101231006093832--",
+  "",
+]);
