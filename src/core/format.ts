@@ -56,7 +56,7 @@ export function countsText(state: Pick<MailboxState, "new" | "old" | "urgentNew"
 }
 
 /** "0:42", "12:05", "1:02:03": a message's length as a player shows it. */
-export function formatDuration(seconds: number): string {
+function formatDuration(seconds: number): string {
   const total = Math.max(0, Math.round(seconds));
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
@@ -70,7 +70,7 @@ const digitsOf = (text: string) => text.replace(/\D/g, "");
  * "Grace Caller (+1 555 123 4567)"; the name or the number alone where only one is known. A PBX
  * that knows no name often sends the number as the name: that is shown once.
  */
-export function callerLabel(message: MessageInfo | undefined, region?: CountryCode): string | undefined {
+function callerLabel(message: MessageInfo | undefined, region?: CountryCode): string | undefined {
   const number = message?.ani ? formatPhoneNumber(message.ani, region) : undefined;
   const name = message?.callerName;
   const nameIsNumber = name !== undefined && message?.ani !== undefined && !/\p{L}/u.test(name) && digitsOf(name) === digitsOf(message.ani);
@@ -152,7 +152,7 @@ function countsAfter(state: MailboxState): string {
  * What a change that is not a new voicemail did, from the counts before and after: "All
  * voicemail heard in mailbox 1001: 7 old", "1 voicemail heard ...", "2 voicemails deleted ...".
  */
-export function changeHeadline(change: MailboxChange, where: string): string {
+function changeHeadline(change: MailboxChange, where: string): string {
   const { previous, current } = change;
   const counts = countsText(current);
   if (!previous) return `${where}: ${counts}`;
