@@ -60,7 +60,7 @@ describe("bridge on PostgreSQL", { timeout: 180_000 }, () => {
     aliceRoom = await world.acceptDmFrom(alice, CARRIER_BOT);
 
     assert.deepEqual(await mwi({ new: 2, message: { ani: "+15551234567" } }), { status: 202, body: { status: "accepted" } });
-    assert.match((await newVoicemail(2)).getContent().body, /from \+15551234567/);
+    assert.match((await newVoicemail(2)).getContent().body, /from \+1 555 123 4567/);
 
     const [link] = await sql()`SELECT user_id, system_id, mailbox, mwi_enabled FROM mailbox_links`;
     assert.deepEqual({ ...link }, { user_id: alice.userId, system_id: "carrier", mailbox: "1001", mwi_enabled: true });
