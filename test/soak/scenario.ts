@@ -556,7 +556,22 @@ async function messagesOf(fw: FaultWorld, user: User, roomId: string): Promise<R
   return out.reverse();
 }
 
-const HEADLINE = /mailbox (\S+): (\d+) new, (\d+) old/;
+/**
+ * The mailbox and counts a notification tells, from its first two lines (a new voicemail leads
+ * with the caller, the counts follow): "... mailbox f00: 2 new, 5 old", "All voicemail heard in
+ * ... mailbox f00: 7 old", "All voicemail deleted in ... mailbox f00".
+ */
+export function toldCounts(body: string): { mailbox: string; new: number; old: number } | undefined {
+  for (const line of body.split("\n").slice(0, 2)) {
+    const full = /mailbox (\S+): (\d+) new, (\d+) old/.exec(line);
+    if (full) return { mailbox: full[1]!, new: Number(full[2]), old: Number(full[3]) };
+    const oldOnly = /mailbox (\S+): (\d+) old/.exec(line);
+    if (oldOnly) return { mailbox: oldOnly[1]!, new: 0, old: Number(oldOnly[2]) };
+    const none = /^All voicemail deleted in .*mailbox (\S+)$/.exec(line);
+    if (none) return { mailbox: none[1]!, new: 0, old: 0 };
+  }
+  return undefined;
+}
 
 /** What the rooms show against what was accepted; an empty list when the invariant holds. */
 async function inspect(fw: FaultWorld, mailboxes: Mailbox[], seedText: string): Promise<{ violations: string[]; outboxIdSeen: boolean; roomIds: Set<string> }> {
@@ -629,7 +644,7 @@ async function inspect(fw: FaultWorld, mailboxes: Mailbox[], seedText: string): 
             byOutboxId.set(id, e.event_id);
           }
           const body = String(e.content.body ?? "");
-          if (!HEADLINE.test(body.split("\n")[0]!)) {
+          if (!toldCounts(body)) {
             const earlier = bodies.get(body);
             if (earlier) violations.push(`${seedText}: ${where}: the same message twice (${earlier} and ${e.event_id}): ${JSON.stringify(body.split("\n")[0])}`);
             bodies.set(body, e.event_id);
@@ -644,9 +659,9 @@ async function inspect(fw: FaultWorld, mailboxes: Mailbox[], seedText: string): 
             violations.push(`${seedText}: ${where}: state ${MWI_EVENT_TYPE}/${key} is ${mwi ? `${mwi.new}/${mwi.old} waiting=${mwi.waiting}` : "missing"}, the last accepted update is ${last.new}/${last.old}`);
           }
           const told = messages
-            .map((e) => ({ e, h: HEADLINE.exec(String(e.content.body ?? "").split("\n")[0]!) }))
-            .filter((x) => x.h && x.h[1] === m.mailbox)
-            .map((x) => ({ id: x.e.event_id, new: Number(x.h![2]), old: Number(x.h![3]) }));
+            .map((e) => ({ e, h: toldCounts(String(e.content.body ?? "")) }))
+            .filter((x) => x.h?.mailbox === m.mailbox)
+            .map((x) => ({ id: x.e.event_id, new: x.h!.new, old: x.h!.old }));
           const seen = new Map<number, string>();
           let newest = 0;
           for (const t of told) {
