@@ -74,7 +74,6 @@ describe("!help", () => {
       "!help: show the commands you can use",
       "!list: your linked mailboxes with their current counts",
       `${usage("link")}: link one of your mailboxes (the message with the password is removed at once)`,
-      "!verify <code>: link the mailbox whose phone !link rang, with the code it showed",
       "!unlink <system> <mailbox>: stop following one of your mailboxes",
       "!mwi on|off [<system> [<mailbox>]]: switch message waiting notifications on or off",
       "!set timezone <IANA zone>: the time zone of your time stamps, e.g. Europe/Berlin",
@@ -84,6 +83,15 @@ describe("!help", () => {
     ]);
     assert.equal(lines.at(-1), "Systems: carrier (Carrier).");
     assert.match(w.bots.sent.at(-1)!.html, /<li><code>!set notify per-system\|summary\|both<\/code>: /);
+  });
+
+  it("!verify is listed only where some system rings phones to link them", async () => {
+    w = await world();
+    await w.send(ALICE, w.rooms.aliceMain, "!help");
+    assert.ok(!lastReply().includes("!verify"), lastReply());
+    Object.assign(w.gateway, { callVerification: { ring: async () => ({ ok: true }), accepts: () => true } });
+    await w.send(ALICE, w.rooms.aliceMain, "!help");
+    assert.ok(lastReply().includes("!verify <code>: link the mailbox whose phone !link rang, with the code it showed"), lastReply());
   });
 
   it("admins also see !admin", async () => {

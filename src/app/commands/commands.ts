@@ -78,7 +78,7 @@ const help = defineCommand<CommandContext>({
   summary: "show the commands you can use",
   level: "user",
   async run(ctx) {
-    const lines = COMMANDS.filter((c) => atLeast(ctx.level, c.level)).flatMap((c) => c.help);
+    const lines = COMMANDS.filter((c) => atLeast(ctx.level, c.level) && (c.listed?.(ctx) ?? true)).flatMap((c) => c.help);
     const where = ctx.bot.system
       ? `You are talking to the bot of ${ctx.bot.system.name}: <system> may be left out.`
       : `Systems: ${[...ctx.systems.values()].map((s) => `${s.id} (${s.name})`).join(", ")}.`;
@@ -178,6 +178,8 @@ const verify = defineCommand({
   summary: "link the mailbox whose phone !link rang, with the code it showed",
   level: "user",
   positionals: [{ name: "code" }],
+  // Only where some system rings phones to link them: elsewhere it would only puzzle.
+  listed: (ctx: CommandContext) => [...ctx.systems.keys()].some((id) => ctx.mailboxes.gateway(id)?.callVerification !== undefined),
   async run(ctx: CommandContext, args) {
     const code = args.code.trim();
     if (!/^\d{4,12}$/.test(code)) throw new CommandError("A code is the digits the phone showed or said.", "A code is the digits the phone showed or said.");

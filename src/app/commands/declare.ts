@@ -56,6 +56,8 @@ export interface CommandSpec<Ctx, P extends readonly PositionalSpec[], O extends
   readonly level: PermissionLevel;
   readonly positionals?: P;
   readonly options?: O;
+  /** Listed in `!help` only where it applies (a command for one kind of system); always when absent. */
+  readonly listed?: (ctx: Ctx) => boolean;
   run(ctx: Ctx, args: ArgsOf<P, O>): Promise<RenderedText>;
 }
 
@@ -75,6 +77,7 @@ export interface Command<Ctx> {
   readonly usage: string;
   /** Its lines in `!help`: one, or one per choice of a positional that describes its choices. */
   readonly help: readonly HelpLine[];
+  readonly listed?: (ctx: Ctx) => boolean;
   run(ctx: Ctx, args: ParsedArgs): Promise<RenderedText>;
 }
 
@@ -124,6 +127,7 @@ export function defineCommand<Ctx, const P extends readonly PositionalSpec[] = [
     options,
     usage,
     help: helpOf(spec.name, spec.summary, usage, positionals),
+    ...(spec.listed ? { listed: spec.listed } : {}),
     // The parser checked every value against this declaration (strings, choices, arity): the
     // one place where its record becomes the typed arguments.
     run: (ctx, args) => spec.run(ctx, args as ArgsOf<P, O>),
