@@ -11,16 +11,23 @@ EXTRA_PACKAGES="python3-matrix-nio sqlite3"
 STAMP="$ROOT/.testbed-ready"
 STAMP_CONTENT="v1 $PACKAGES"
 
-# SIPp (Debian package sip-tester) runs on the host, not in the tree: it scripts SIP peers for the
-# tests. Quick when already there; a failure to install it only warns (tests needing it say so).
-if ! command -v sipp >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "testbed: installing sip-tester (SIPp) on the host"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sip-tester >/dev/null 2>&1; then
+# On the host, not in the tree: SIPp (Debian package sip-tester) scripts SIP peers for the tests,
+# and the PostgreSQL store tests start their own server from the host's postgresql package. Quick
+# when already there; a failure to install only warns (tests needing them say so).
+host_missing=""
+command -v sipp >/dev/null 2>&1 || host_missing="$host_missing sip-tester"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || host_missing="$host_missing postgresql"
+if [ -n "$host_missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "testbed: installing$host_missing on the host"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $host_missing >/dev/null 2>&1; then
     apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sip-tester >/dev/null 2>&1 ||
-      echo "testbed: warning: could not install sip-tester (SIPp) on the host" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $host_missing >/dev/null 2>&1 ||
+      echo "testbed: warning: could not install$host_missing on the host" >&2
   fi
 fi
+# `--host-packages` (npm's pretest): only the host's packages, never a failure; the tree is
+# built by the end-to-end tests when they first need it.
+[ "${1:-}" = "--host-packages" ] && exit 0
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_CONTENT" ]; then
   echo "testbed: cached tree at $ROOT"
