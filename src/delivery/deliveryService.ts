@@ -114,6 +114,7 @@ interface Round {
 
 export class DeliveryService {
   private seq = 0;
+  private seqLoaded?: Promise<void>;
   private readonly workers = new Map<TargetKey, Promise<void>>();
   private readonly again = new Set<TargetKey>();
   private readonly attempts = new Map<TargetKey, number>();
@@ -142,7 +143,7 @@ export class DeliveryService {
 
   /** After a restart: continue numbering, and deliver whatever was waiting. */
   async start(): Promise<void> {
-    this.seq = await this.store.maxOutboxSeq();
+    await this.numbering();
     const waiting = await this.store.outboxEntries();
     if (waiting.length) this.log.info(`${waiting.length} notification(s) waiting from before the restart`);
     // Called once the homeserver answered the start-up: targets that backed off meanwhile go now.
@@ -186,7 +187,26 @@ export class DeliveryService {
     return targets;
   }
 
-  private entry(ownerId: string, targetKey: TargetKey, withMessage: boolean, fields: Partial<OutboxEntry>): OutboxEntry {
+  /**
+   * Numbering goes on from the stored entries before the first new one: an update can be accepted
+   * (the webhook listener is open) before start(), and an entry numbered from 0 would sort before
+   * older ones and be told first, its older neighbour last (the room would show stale counts).
+   */
+  private numbering(): Promise<void> {
+    this.seqLoaded ??= this.store.maxOutboxSeq().then(
+      (max) => {
+        this.seq = Math.max(this.seq, max);
+      },
+      (err: unknown) => {
+        this.seqLoaded = undefined;
+        throw err;
+      },
+    );
+    return this.seqLoaded;
+  }
+
+  private async entry(ownerId: string, targetKey: TargetKey, withMessage: boolean, fields: Partial<OutboxEntry>): Promise<OutboxEntry> {
+    await this.numbering();
     return { id: randomUUID(), seq: ++this.seq, ownerId, targetKey, withMessage, createdAt: Date.now(), ...fields };
   }
 
@@ -197,7 +217,9 @@ export class DeliveryService {
   async prepareChange(userId: string, change: MailboxChange): Promise<OutboxEntry[]> {
     const targets = await this.targetsOf(userId, change.current.systemId);
     const stored = { kind: change.kind, current: change.current, ...(change.previous ? { previous: change.previous } : {}) };
-    return targets.map((t) => this.entry(userId, t.key, t.withMessage, { change: stored }));
+    const entries: OutboxEntry[] = [];
+    for (const t of targets) entries.push(await this.entry(userId, t.key, t.withMessage, { change: stored }));
+    return entries;
   }
 
   /** Writes the change for every target of the user; resolves once it is stored. */
@@ -225,7 +247,7 @@ export class DeliveryService {
   /** A notice from the main bot in the user's DM with it (about their targets), queued like everything else. */
   async enqueueMainNotice(userId: string, notice: RenderedText): Promise<TargetKey> {
     const key = mainTarget(userId);
-    await this.store.addOutboxEntries([this.entry(userId, key, true, { notice })]);
+    await this.store.addOutboxEntries([await this.entry(userId, key, true, { notice })]);
     this.kick(key);
     return key;
   }
@@ -233,7 +255,7 @@ export class DeliveryService {
   /** A notice from a system's bot in the user's DM with it, queued like everything else. */
   async enqueueNotice(userId: string, systemId: string, notice: RenderedText): Promise<TargetKey> {
     const key = systemTarget(userId, systemId);
-    await this.store.addOutboxEntries([this.entry(userId, key, true, { notice: { ...notice, systemId } })]);
+    await this.store.addOutboxEntries([await this.entry(userId, key, true, { notice: { ...notice, systemId } })]);
     return key;
   }
 
@@ -427,7 +449,7 @@ export class DeliveryService {
     for (const k of new Set(waiting.filter((e) => e.change).map(mailboxKey))) {
       const [systemId, mailbox] = JSON.parse(k) as [string, string];
       const current = await this.store.getMailboxState(systemId, mailbox);
-      if (current) resync.push(this.entry(ownerId, key, withMessage, { change: { kind: "counts", current } }));
+      if (current) resync.push(await this.entry(ownerId, key, withMessage, { change: { kind: "counts", current } }));
     }
     // The resync first: a crash in between leaves a duplicate (told once, coalesced), never a loss.
     await this.store.addOutboxEntries(resync);

@@ -31,6 +31,24 @@ async function aliceReady(b: FakeBridge): Promise<string> {
 const bodies = (b: FakeBridge, room: string) => b.hs.messages(room, CARRIER_BOT).map((e) => String(e.content.body));
 const messageTxns = (b: FakeBridge) => b.hs.requests.filter(isMessage).map((r) => r.txnId);
 
+describe("DeliveryService: order across a restart", () => {
+  it("an update accepted after a restart but before the delivery started is numbered after what waits, and told last", async () => {
+    const b = (bridge = new FakeBridge());
+    const room = await aliceReady(b);
+    b.hs.failNext(isMessage, "refused", async () => {
+      await b.mwi("1001", 2, 1);
+    });
+    await b.mwi("1001", 1);
+    // Killed while both wait; the new process takes the third before its delivery starts.
+    await b.restart(() => b.mwi("1001", 3, 2));
+    const seqs = (await b.store.outboxEntries()).map((e) => e.change?.current.new);
+    assert.deepEqual(seqs.slice(-1), [3], `the newest update is the last entry: ${seqs.join(", ")}`);
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "everything delivered");
+    assert.match(bodies(b, room).at(-1)!, /1001: 3 new, 2 old/);
+    assert.equal(b.hs.stateEvents(room, MWI_EVENT_TYPE).at(-1)!.content.new, 3);
+  });
+});
+
 describe("DeliveryService: exactly once", () => {
   it("a batch once attempted is frozen: its retry has the same transaction ID and a later change is the next batch", async () => {
     const b = (bridge = new FakeBridge());

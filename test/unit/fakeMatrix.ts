@@ -324,11 +324,13 @@ export class FakeBridge {
   }
 
   /** The bridge process ends (its workers stop where they are) and a new one starts over the same store. */
-  async restart(): Promise<void> {
+  /** `beforeStart`: what reaches the new services before their start (an update the open listener took). */
+  async restart(beforeStart?: () => Promise<void>): Promise<void> {
     this.targets.stop();
     await this.delivery.stop();
     this.log = new FakeLog();
     this.build();
+    await beforeStart?.();
     await this.start();
   }
 
