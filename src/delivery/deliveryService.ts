@@ -18,7 +18,7 @@
  *
  * No error ends a worker: every failure is retried with the one backoff (core/backoff.ts).
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { backoffDelay, type BackoffOptions } from "../core/backoff.js";
 import type { Logger } from "matrix-appservice-bridge";
 import type { BridgeConfig } from "../config/types.js";
@@ -687,13 +687,19 @@ export class DeliveryService {
   private async renameFirst(room: Room, views: MailboxView[], round: Round): Promise<void> {
     const shown: RoomShows | undefined = room.dm ?? room.extra;
     for (const w of this.roomLook(room, views).filter((x) => x.value !== shown?.[x.field])) {
-      if (await this.stateOnce(round, room.writer, w.type, "", w.content, this.roomStep(room, round, w.type))) this.metrics?.matrixEvents.inc({ kind: w.kind });
+      if (await this.stateOnce(round, room.writer, w.type, "", w.content, this.roomStep(room, round, w))) this.metrics?.matrixEvents.inc({ kind: w.kind });
     }
   }
 
-  /** Other rooms than the batch's (the other system DMs) have their own steps. */
-  private roomStep(room: Room, round: Round, type: string): string {
-    return `state:${type}:${room.writer.roomId === round.batch.roomId ? "" : room.writer.roomId}`;
+  /**
+   * Other rooms than the batch's (the other system DMs) have their own steps. The value is part
+   * of the step: the summary, name and topic are computed afresh on every try of a batch, and a
+   * step done on an earlier try with older counts must not count as done for the newer ones (the
+   * room would keep the older value while the bridge records the newer one as shown).
+   */
+  private roomStep(room: Room, round: Round, w: RoomState): string {
+    const digest = createHash("sha256").update(w.value).digest("base64url").slice(0, 12);
+    return `state:${w.type}:${room.writer.roomId === round.batch.roomId ? "" : room.writer.roomId}:${digest}`;
   }
 
   /**
@@ -709,7 +715,7 @@ export class DeliveryService {
     wanted.push(...this.roomLook(room, views));
     const update: RoomShows = {};
     for (const w of wanted.filter((x) => x.value !== shown?.[x.field])) {
-      if (await this.stateOnce(round, room.writer, w.type, "", w.content, this.roomStep(room, round, w.type))) this.metrics?.matrixEvents.inc({ kind: w.kind });
+      if (await this.stateOnce(round, room.writer, w.type, "", w.content, this.roomStep(room, round, w))) this.metrics?.matrixEvents.inc({ kind: w.kind });
       update[w.field] = w.value;
     }
     if (Object.keys(update).length === 0) return;

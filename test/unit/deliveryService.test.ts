@@ -274,6 +274,31 @@ describe("DeliveryService: the summary in the user's other system DMs", () => {
   });
 });
 
+describe("DeliveryService: the room's summary after a retried batch", () => {
+  it("a summary sent on an earlier try, before another mailbox changed, is sent again with the newer counts", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    await b.link(ALICE, "1001", "carrier");
+    await b.link(ALICE, "2001", "office");
+    await b.mwi("1001", 0);
+    await b.mwi("2001", 0, 0, "office");
+    const room = await b.accept(ALICE);
+    await b.accept(ALICE, "@vm_office:localhost");
+    await b.until(async () => (await b.store.outboxEntries()).length === 0, "the first states delivered");
+    // State only in the system DMs (summary mode): the carrier DM's batch sends its mailbox's
+    // state, the summary, then the rename, whose answer is lost (it stays the same batch) while
+    // the office mailbox changes: the retry computes the summary afresh.
+    await b.store.updateProfile(ALICE, { notify: "summary" });
+    const isCarrierName = (r: FakeRequest) => r.op === "state" && r.as === CARRIER_BOT && r.type === "m.room.name";
+    b.hs.failNext(isCarrierName, "lost", () => b.mwi("2001", 5, 0, "office"));
+    await b.mwi("1001", 2);
+    const systemKeys = [JSON.stringify(["sys", ALICE, "carrier"]), JSON.stringify(["sys", ALICE, "office"])];
+    await b.until(async () => (await Promise.all(systemKeys.map((k) => b.store.outboxEntries(k)))).every((e) => e.length === 0), "the system DMs' state delivered");
+    const summary = b.hs.stateEvents(room, "org.voicemail.mwi.summary").at(-1)!.content as { total_new?: number };
+    assert.equal(summary.total_new, 7, "the carrier DM's summary shows both mailboxes' newest counts");
+  });
+});
+
 describe("DeliveryService: bounded work and queues", () => {
   it("a presence change or join looks only at that user's keys, never reads the whole outbox", async () => {
     const b = (bridge = new FakeBridge());
