@@ -26,6 +26,8 @@ import { createMetrics, type VoicemailMetrics } from "../util/metrics.js";
 import { MailboxService } from "./mailboxService.js";
 import { TargetService } from "./targetService.js";
 import { UserViews } from "../delivery/userViews.js";
+import { AdminApi } from "./adminApi/adminApi.js";
+import { ProfileService } from "./profileService.js";
 
 const HANDLED_EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
@@ -155,6 +157,14 @@ export class VoicemailBridge {
       const separator = key.lastIndexOf(":");
       this.extraServers.push(await router.listen(Number(key.slice(separator + 1)), key.slice(0, separator)));
       this.log.info(`webhook listener on ${key}`);
+    }
+    if (config.adminApi) {
+      // Off unless configured; its own listener, so the homeserver's port never serves it.
+      const { bindAddress, port, ...settings } = config.adminApi;
+      const profiles = new ProfileService(store);
+      const api = new AdminApi(settings, { systems: config.systems, store, mailboxes, profiles, targets, log: new Logger("AdminApi") });
+      this.extraServers.push(await api.listen(port, bindAddress));
+      this.log.info(`admin API on ${bindAddress}:${port}`);
     }
     servePing(bridge, new Logger("Ping"));
     this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
