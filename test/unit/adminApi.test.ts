@@ -42,9 +42,11 @@ describe("admin API: access", () => {
   it("logs refusals without the token, once per kind and address", async () => {
     await w.call("GET", "/users", { token: "wrong-token-wrong-token-wrong-token" });
     await w.call("GET", "/users", { token: "wrong-token-wrong-token-wrong-token" });
+    await w.call("GET", "/users", { token: null });
     const lines = w.log.lines.filter((l) => /refused/.test(l.message));
-    assert.equal(lines.length, 1);
+    assert.equal(lines.length, 2);
     assert.match(lines[0]!.message, /127\.0\.0\.1: wrong token/);
+    assert.match(lines[1]!.message, /127\.0\.0\.1: no bearer token/);
     assert.ok(!w.log.lines.some((l) => l.message.includes("wrong-token") || l.message.includes(w.token)));
   });
 

@@ -97,7 +97,7 @@ export class AdminApi {
     }
     const auth = this.token.check(req);
     if (auth !== "ok") {
-      this.refusals(`auth:${caller}`, `admin API: refused ${caller}: ${auth === "missing" ? "no bearer token" : "wrong token"}`);
+      this.refusals(`auth:${auth}:${caller}`, `admin API: refused ${caller}: ${auth === "missing" ? "no bearer token" : "wrong token"}`);
       throw new ApiError(401, auth === "missing" ? "M_MISSING_TOKEN" : "M_UNKNOWN_TOKEN", auth === "missing" ? "an Authorization: Bearer <token> header is required" : "the token is wrong", {
         "www-authenticate": 'Bearer realm="voicemail admin"',
       });
