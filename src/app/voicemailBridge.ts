@@ -67,6 +67,7 @@ export class VoicemailBridge {
   private bridge?: Bridge;
   private gateways = new Map<string, VoicemailGateway>();
   private extraServers: Server[] = [];
+  private adminServer?: Server;
   private pruneTimer?: NodeJS.Timeout;
   private readonly log = new Logger("VoicemailBridge");
 
@@ -158,14 +159,6 @@ export class VoicemailBridge {
       this.extraServers.push(await router.listen(Number(key.slice(separator + 1)), key.slice(0, separator)));
       this.log.info(`webhook listener on ${key}`);
     }
-    if (config.adminApi) {
-      // Off unless configured; its own listener, so the homeserver's port never serves it.
-      const { bindAddress, port, ...settings } = config.adminApi;
-      const profiles = new ProfileService(store);
-      const api = new AdminApi(settings, { systems: config.systems, store, mailboxes, profiles, targets, log: new Logger("AdminApi") });
-      this.extraServers.push(await api.listen(port, bindAddress));
-      this.log.info(`admin API on ${bindAddress}:${port}`);
-    }
     servePing(bridge, new Logger("Ping"));
     this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
     const pinged = pingHomeserver(bridge.getBot().getClient(), registration.id, this.log);
@@ -179,6 +172,15 @@ export class VoicemailBridge {
       const watched = await mailboxes.watchAll(gateway.systemId);
       if (watched) this.log.info(`${gateway.systemId}: watching ${watched} mailbox(es)`);
     }
+    if (config.adminApi) {
+      // Off unless configured; its own listener, so the homeserver's port never serves it. Opened
+      // once the gateways run, so that a link made through it is watched at once.
+      const { bindAddress, port, ...settings } = config.adminApi;
+      const profiles = new ProfileService(store);
+      const api = new AdminApi(settings, { systems: config.systems, store, mailboxes, profiles, targets, log: new Logger("AdminApi") });
+      this.adminServer = await api.listen(port, bindAddress);
+      this.log.info(`admin API on ${bindAddress}:${port}`);
+    }
     await pinged;
     this.pruneTimer = setInterval(() => {
       void store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS).catch(() => undefined);
@@ -188,6 +190,8 @@ export class VoicemailBridge {
 
   async stop(): Promise<void> {
     clearInterval(this.pruneTimer);
+    // First: no admin change may reach services that are stopping.
+    if (this.adminServer) await new Promise((r) => this.adminServer!.close(r));
     await this.delivery?.stop();
     for (const gateway of this.gateways.values()) await gateway.stop().catch(() => undefined);
     for (const server of this.extraServers) await new Promise((r) => server.close(r));
