@@ -302,12 +302,33 @@ export class MailboxService {
   }
 
   /**
+   * Asks the system for the mailbox's counts afresh (the admin API's resync): a kind that watches
+   * drops its watch and watches again, which resolves once the system's first report is in (SIP:
+   * a new subscription and its NOTIFY; AMI: a fresh count; IMAP: a new session's STATUS). A kind
+   * that only pushes (webhook) has nothing to ask; a mailbox nobody follows is not watched at all.
+   * The report goes through acceptUpdate: users hear of it only if the counts changed.
+   */
+  async refresh(systemId: string, mailbox: string): Promise<"refreshed" | "push-only" | "not-followed"> {
+    const watching = this.gateways.get(systemId)?.watching;
+    if (!watching) return "push-only";
+    if (!(await this.isWatchWanted(systemId, mailbox))) return "not-followed";
+    await watching.unwatch(mailbox);
+    await this.watch(systemId, mailbox);
+    return "refreshed";
+  }
+
+  /** The system's mailboxes some user wants MWI for (what watchAll watches). */
+  async followedMailboxes(systemId: string): Promise<string[]> {
+    const links = await this.store.linksForSystem(systemId);
+    return [...new Set(links.filter((l) => l.mwiEnabled).map((l) => l.mailbox))];
+  }
+
+  /**
    * On start: every mailbox some user wants MWI for is watched again, without anyone asking.
    * Not one after the other: a watch may wait for the system's first report of the mailbox.
    */
   async watchAll(systemId: string): Promise<number> {
-    const links = await this.store.linksForSystem(systemId);
-    const mailboxes = [...new Set(links.filter((l) => l.mwiEnabled).map((l) => l.mailbox))];
+    const mailboxes = await this.followedMailboxes(systemId);
     for (const mailbox of mailboxes) {
       void this.watch(systemId, mailbox).catch((err: Error) => this.log.error(`cannot watch ${systemId}/${mailbox}: ${err.message}`));
     }

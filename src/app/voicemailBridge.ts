@@ -26,6 +26,8 @@ import { createMetrics, type VoicemailMetrics } from "../util/metrics.js";
 import { MailboxService } from "./mailboxService.js";
 import { TargetService } from "./targetService.js";
 import { UserViews } from "../delivery/userViews.js";
+import { AdminApi } from "./adminApi/adminApi.js";
+import { ProfileService } from "./profileService.js";
 
 const HANDLED_EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
@@ -65,6 +67,7 @@ export class VoicemailBridge {
   private bridge?: Bridge;
   private gateways = new Map<string, VoicemailGateway>();
   private extraServers: Server[] = [];
+  private adminServer?: Server;
   private pruneTimer?: NodeJS.Timeout;
   private readonly log = new Logger("VoicemailBridge");
 
@@ -169,6 +172,15 @@ export class VoicemailBridge {
       const watched = await mailboxes.watchAll(gateway.systemId);
       if (watched) this.log.info(`${gateway.systemId}: watching ${watched} mailbox(es)`);
     }
+    if (config.adminApi) {
+      // Off unless configured; its own listener, so the homeserver's port never serves it. Opened
+      // once the gateways run, so that a link made through it is watched at once.
+      const { bindAddress, port, ...settings } = config.adminApi;
+      const profiles = new ProfileService(store);
+      const api = new AdminApi(settings, { systems: config.systems, store, mailboxes, profiles, targets, log: new Logger("AdminApi") });
+      this.adminServer = await api.listen(port, bindAddress);
+      this.log.info(`admin API on ${bindAddress}:${port}`);
+    }
     await pinged;
     this.pruneTimer = setInterval(() => {
       void store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS).catch(() => undefined);
@@ -178,6 +190,8 @@ export class VoicemailBridge {
 
   async stop(): Promise<void> {
     clearInterval(this.pruneTimer);
+    // First: no admin change may reach services that are stopping.
+    if (this.adminServer) await new Promise((r) => this.adminServer!.close(r));
     await this.delivery?.stop();
     for (const gateway of this.gateways.values()) await gateway.stop().catch(() => undefined);
     for (const server of this.extraServers) await new Promise((r) => server.close(r));

@@ -84,6 +84,9 @@ function listeners(config: BridgeConfig): Listener[] {
       all.push({ at: `systems[${i}].${l.key}`, kind: system.kind, protocols: l.protocols, address: l.bindAddress ?? bindAddress, port: l.port, shared: l.shared ?? false });
     }
   });
+  if (config.adminApi) {
+    all.push({ at: "adminApi.port", kind: "adminApi", protocols: ["tcp"], address: config.adminApi.bindAddress, port: config.adminApi.port, shared: false });
+  }
   return all;
 }
 
@@ -138,7 +141,16 @@ export function validateConfig(raw: unknown): BridgeConfig {
  * key): validate-config prints these, start logs them.
  */
 export function configWarnings(config: BridgeConfig): string[] {
-  return config.systems.flatMap((system, i) => checkSystem(system).warnings.map((w) => `systems[${i}].${w}`));
+  const warnings = config.systems.flatMap((system, i) => checkSystem(system).warnings.map((w) => `systems[${i}].${w}`));
+  const admin = config.adminApi;
+  if (admin && !isLoopback(admin.bindAddress)) {
+    warnings.push(`adminApi.bindAddress: ${admin.bindAddress} is not loopback: the API speaks plain HTTP, so its token crosses the network in clear unless a TLS proxy sits in front`);
+  }
+  return warnings;
+}
+
+function isLoopback(address: string): boolean {
+  return address === "localhost" || address === "::1" || /^127\.\d+\.\d+\.\d+$/.test(address);
 }
 
 export function parseConfigYaml(text: string): BridgeConfig {

@@ -151,6 +151,33 @@ export const configSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /**
+     * The admin HTTP API (src/app/adminApi): off unless this block is given. Its own listener,
+     * on loopback unless told otherwise; every request but the OpenAPI document needs the token.
+     */
+    adminApi: Type.Optional(
+      Type.Object(
+        {
+          /** `Authorization: Bearer <token>`; at least 32 characters (e.g. `openssl rand -hex 32`). */
+          token: Type.String({ minLength: 32, maxLength: 1024, pattern: "^[\\x21-\\x7e]+$" }),
+          bindAddress: Defaulted(Type.String({ minLength: 1 }), "127.0.0.1"),
+          port,
+          /** Requests per client address and window; more are answered 429 with Retry-After. */
+          rateLimit: DefaultedBlock(
+            Type.Object(
+              {
+                requests: Defaulted(Type.Integer({ minimum: 1, maximum: 100_000 }), 120),
+                windowSeconds: Defaulted(Type.Integer({ minimum: 1, maximum: 3600 }), 60),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          /** A request body larger than this is refused with 413. */
+          maxBodyBytes: Defaulted(Type.Integer({ minimum: 256, maximum: 1_048_576 }), 65_536),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** How mailbox credentials are sealed in the store. */
     encryption: DefaultedBlock(
       Type.Object(

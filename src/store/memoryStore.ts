@@ -6,7 +6,7 @@
  */
 import type { MailboxState } from "../core/mwi.js";
 import { countsOf } from "./contents.js";
-import type { DmRoom, ExtraTarget, MailboxLink, OutboxBatch, OutboxEntry, Profile, StoreContents, StoreCounts, TransferableStore } from "./store.js";
+import type { DmRoom, ExtraTarget, MailboxLink, OutboxBatch, OutboxEntry, Profile, ProfileQuery, StoreContents, StoreCounts, TransferableStore } from "./store.js";
 
 const copy = <T>(value: T): T => structuredClone(value);
 const key = (...parts: string[]) => JSON.stringify(parts);
@@ -28,6 +28,15 @@ export class MemoryStore implements TransferableStore {
   async getProfile(userId: string): Promise<Profile | undefined> {
     const profile = this.profiles.get(userId);
     return profile && copy(profile);
+  }
+
+  async listProfiles(query: ProfileQuery): Promise<Profile[]> {
+    const needle = query.contains?.toLowerCase();
+    return [...this.profiles.values()]
+      .filter((p) => (query.after === undefined || p.userId > query.after) && (!needle || p.userId.toLowerCase().includes(needle)))
+      .sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0))
+      .slice(0, query.limit)
+      .map(copy);
   }
 
   async updateProfile(userId: string, patch: Partial<Omit<Profile, "userId" | "createdAt">>): Promise<Profile> {

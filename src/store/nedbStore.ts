@@ -34,6 +34,7 @@ import {
   type MailboxLink,
   type OutboxEntry,
   type Profile,
+  type ProfileQuery,
   type StoreContents,
   type StoreCounts,
   type TransferableStore,
@@ -366,6 +367,15 @@ export class NedbStore implements TransferableStore {
 
   async getProfile(userId: string): Promise<Profile | undefined> {
     return strip<Profile>(await this.profiles.findOne({ userId }));
+  }
+
+  async listProfiles(query: ProfileQuery): Promise<Profile[]> {
+    const needle = query.contains?.toLowerCase();
+    const filter: Record<string, unknown> = query.after === undefined ? {} : { userId: { $gt: query.after } };
+    // A substring, not a regular expression built from what the caller typed.
+    if (needle) filter.$where = function (this: Profile) { return this.userId.toLowerCase().includes(needle); };
+    const docs = await this.profiles.find<Profile>(filter).sort({ userId: 1 }).limit(query.limit);
+    return docs.map((d) => strip<Profile>(d)!);
   }
 
   async updateProfile(userId: string, patch: Partial<Omit<Profile, "userId" | "createdAt">>): Promise<Profile> {

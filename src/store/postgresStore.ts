@@ -25,6 +25,7 @@ import type {
   OutboxBatch,
   OutboxEntry,
   Profile,
+  ProfileQuery,
   StoreContents,
   StoreCounts,
   StoreLog,
@@ -370,6 +371,18 @@ export class PostgresStore implements TransferableStore {
     plain("user ID", userId);
     const [row] = await this.sql`SELECT * FROM profiles WHERE user_id = ${userId}`;
     return row && profileOf(row);
+  }
+
+  async listProfiles(query: ProfileQuery): Promise<Profile[]> {
+    const { sql } = this;
+    if (query.after !== undefined) plain("user ID", query.after);
+    if (query.contains !== undefined) plain("search", query.contains);
+    const rows = await sql`
+      SELECT * FROM profiles
+      WHERE (${query.after ?? null}::text IS NULL OR user_id COLLATE "C" > ${query.after ?? null})
+        AND (${query.contains ?? null}::text IS NULL OR strpos(lower(user_id), lower(${query.contains ?? ""})) > 0)
+      ORDER BY user_id COLLATE "C" LIMIT ${query.limit}`;
+    return rows.map(profileOf);
   }
 
   async updateProfile(userId: string, patch: Partial<Omit<Profile, "userId" | "createdAt">>): Promise<Profile> {

@@ -33,6 +33,12 @@ export interface Profile {
   createdAt: number;
 }
 
+export interface ProfileQuery {
+  contains?: string;
+  after?: string;
+  limit: number;
+}
+
 /** Another Matrix account or room that is told about a user's voicemail too (F4). */
 export interface ExtraTarget {
   id: string;
@@ -132,6 +138,11 @@ export interface VoicemailStore {
 
   getProfile(userId: string): Promise<Profile | undefined>;
   updateProfile(userId: string, patch: Partial<Omit<Profile, "userId" | "createdAt">>): Promise<Profile>;
+  /**
+   * Profiles (every user the bridge knows has one) by user ID, ascending: those after `after`,
+   * whose ID contains `contains` (ignoring case), at most `limit`. For the admin API's paging.
+   */
+  listProfiles(query: ProfileQuery): Promise<Profile[]>;
 
   listLinks(userId: string): Promise<MailboxLink[]>;
   linksForMailbox(systemId: string, mailbox: string): Promise<MailboxLink[]>;

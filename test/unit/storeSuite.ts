@@ -108,6 +108,21 @@ describe(`store engine ${name}`, () => {
       assert.equal(await store.getProfile("@bob:localhost"), undefined);
     });
 
+    it("listProfiles pages by user ID and finds a substring, ignoring case", async () => {
+      for (const id of ["@carol:b.org", "@alice:a.org", "@Bob:a.org", "@dave(.*):a.org"]) await store.updateProfile(id, {});
+      const ids = async (q: Parameters<VoicemailStore["listProfiles"]>[0]) => (await store.listProfiles(q)).map((p) => p.userId);
+      assert.deepEqual(await ids({ limit: 10 }), ["@Bob:a.org", "@alice:a.org", "@carol:b.org", "@dave(.*):a.org"]);
+      assert.deepEqual(await ids({ limit: 2 }), ["@Bob:a.org", "@alice:a.org"]);
+      assert.deepEqual(await ids({ limit: 2, after: "@alice:a.org" }), ["@carol:b.org", "@dave(.*):a.org"]);
+      assert.deepEqual(await ids({ limit: 10, contains: "A.ORG" }), ["@Bob:a.org", "@alice:a.org", "@dave(.*):a.org"]);
+      assert.deepEqual(await ids({ limit: 10, contains: "bob" }), ["@Bob:a.org"]);
+      // What the caller types is text, never a pattern.
+      assert.deepEqual(await ids({ limit: 10, contains: "(.*)" }), ["@dave(.*):a.org"]);
+      assert.deepEqual(await ids({ limit: 10, contains: ".*" }), ["@dave(.*):a.org"]);
+      assert.deepEqual(await ids({ limit: 10, contains: "zzz" }), []);
+      assert.ok((await store.listProfiles({ limit: 1 })).every((p) => !("_id" in p)));
+    });
+
     it("no _id leaks out", async () => {
       await store.updateProfile("@alice:localhost", {});
       const profile = await store.getProfile("@alice:localhost");
