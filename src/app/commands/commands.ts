@@ -397,10 +397,14 @@ function problemLines<T>(ctx: CommandContext, outcomes: readonly MailboxOutcome<
   return lines;
 }
 
+/** Listed only where some system offers its messages: elsewhere they could only say no. */
+const someSystemHasMessages = (ctx: CommandContext) => [...ctx.systems.keys()].some((id) => ctx.mailboxes.gateway(id)?.messages !== undefined);
+
 const voicemails = defineCommand({
   name: "voicemails",
   summary: "the messages in your mailboxes, newest first",
   level: "user",
+  listed: someSystemHasMessages,
   positionals: [
     { name: "system", optional: true },
     { name: "mailbox", optional: true },
@@ -432,10 +436,11 @@ const voicemails = defineCommand({
 
 const heard = defineCommand({
   name: "heard",
-  summary: "mark your newest voicemail heard at the voice mail system (all: every one of the mailbox), so the phone's lamp goes out",
+  summary: "mark your newest voicemail heard (all: every one of a mailbox), so the phone's lamp goes out",
   level: "user",
+  listed: someSystemHasMessages,
   positionals: [
-    { name: "all", label: "all", optional: true },
+    { name: "all", label: "all|system", optional: true },
     { name: "system", optional: true },
     { name: "mailbox", optional: true },
   ],
@@ -466,8 +471,9 @@ const remove = defineCommand({
   name: "delete",
   summary: "delete the newest voicemail of a mailbox, after !delete confirm within a minute",
   level: "user",
+  listed: someSystemHasMessages,
   positionals: [
-    { name: "system", label: "confirm | system", optional: true },
+    { name: "system", label: "confirm|system", optional: true },
     { name: "mailbox", optional: true },
   ],
   async run(ctx: CommandContext, args) {
