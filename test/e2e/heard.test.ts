@@ -1,6 +1,6 @@
 /**
  * `!voicemails`, `!heard` and `!delete` end to end: a real Asterisk 22 with AMI and a manager
- * user with exactly the README's rights (read = call, write = reporting,user: `user` is the class
+ * user with exactly the README's rights (read = call, write = reporting,originate,user: `user` is the class
  * of VoicemailMove and VoicemailRemove), the bridge as a child process, a real Synapse. Real
  * voicemails are listed newest first with the urgent one marked; `!heard` moves only the newest
  * to Old in Asterisk's spool and the DM shows the counts Asterisk then reports; `!delete` removes
@@ -35,7 +35,7 @@ describe("!voicemails, !heard and !delete against a real Asterisk", { timeout: 1
       sipPort: await freeSipPort(),
       amiPort: await freePort(),
       mailboxes: [{ mailbox: "1001", password: "unused-1001" }],
-      amiUsers: [{ username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,user", eventFilters: ["Event: MessageWaiting"] }],
+      amiUsers: [{ username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate,user", eventFilters: ["Event: MessageWaiting"] }],
       sipTrace: false,
     });
     try {
