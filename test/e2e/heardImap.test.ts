@@ -15,6 +15,9 @@ import { freePort } from "../testbed/synapse.js";
 import { requireTestbed, World, type User } from "./world.js";
 
 const MAIL_BOT = "@vm_mail:localhost";
+const OWN_BOT = "@vm_ownmail:localhost";
+const GRACE = "grace@example.org";
+const GRACE_PASSWORD = "Grace-Heard-Mail-pw";
 const SHARED_PASSWORD = "Shared-Heard-Account-pw";
 const ARRIVAL_MS = 30_000;
 
@@ -48,7 +51,7 @@ describe("!voicemails, !heard and !delete against a real Dovecot", { timeout: 11
 
   before(async (t) => {
     if (!(await requireTestbed(t as unknown as TestContext))) return;
-    dovecot = await startDovecot({ users: [{ user: "voicemail", password: SHARED_PASSWORD }] });
+    dovecot = await startDovecot({ users: [{ user: "voicemail", password: SHARED_PASSWORD }, { user: GRACE, password: GRACE_PASSWORD }] });
     try {
       await dovecot.append("voicemail", asteriskStyleMail("2001", "5551111", "Ada Older", 1, 30));
       await dovecot.append("voicemail", asteriskStyleMail("2002", "5552222", "Not Alices", 1, 20));
@@ -64,6 +67,7 @@ describe("!voicemails, !heard and !delete against a real Dovecot", { timeout: 11
             kind: "imap",
             imap: { host: "127.0.0.1", port: dovecot.port, username: "voicemail", password: SHARED_PASSWORD, folder: "INBOX", pollSeconds: 30 },
           },
+          { id: "ownmail", name: "My Mail", botLocalpart: "vm_ownmail", kind: "imap", imap: { host: "127.0.0.1", port: dovecot.port } },
         ],
       });
     } catch (err) {
@@ -77,7 +81,7 @@ describe("!voicemails, !heard and !delete against a real Dovecot", { timeout: 11
 
   after(async () => {
     console.log(`whole suite: ${Date.now() - started} ms`);
-    if (world) assert.ok(!world.bridge.log().includes(SHARED_PASSWORD), "the IMAP password is never logged");
+    if (world) assert.ok(!world.bridge.log().includes(SHARED_PASSWORD) && !world.bridge.log().includes(GRACE_PASSWORD), "no IMAP password is ever logged");
     await world?.close();
     await dovecot?.stop();
   });
@@ -87,8 +91,8 @@ describe("!voicemails, !heard and !delete against a real Dovecot", { timeout: 11
   const state = (predicate: (c: Record<string, unknown>) => boolean) =>
     waitForState(alice.client, room, MWI_EVENT_TYPE, "mail/2001", (e: MatrixEvent) => predicate(e.getContent()), ARRIVAL_MS).then((e) => e.getContent());
   /** Subject and flags of every mail in the shared account, as another mail client sees them. */
-  const mails = async () => {
-    const c = await dovecot!.client("voicemail");
+  const mails = async (user = "voicemail") => {
+    const c = await dovecot!.client(user);
     try {
       await c.mailboxOpen("INBOX", { readOnly: true });
       const out: { subject: string; seen: boolean }[] = [];
@@ -130,5 +134,21 @@ describe("!voicemails, !heard and !delete against a real Dovecot", { timeout: 11
     assert.match(await say("!delete confirm"), /^Deleted from Voicemail Mail mailbox 2001: the voicemail from Grace Newer/);
     await state((c) => c.new === 1 && c.old === 0);
     assert.deepEqual((await mails()).map((m) => m.subject).sort(), ["[PBX]: New message 1 in mailbox 2001", "[PBX]: New message 1 in mailbox 2002"]);
+  });
+
+  it("(4) a per-user account: !heard all sets \\Seen with the account's own login, in its own session", async (t) => {
+    if (!world) return t.skip("no test bed");
+    await dovecot!.append(GRACE, asteriskStyleMail("3001", "5554444", "Hedy Lamarr", 1, 5));
+    await dovecot!.append(GRACE, asteriskStyleMail("3001", "5555555", "Max Planck", 2, 4));
+    const own = await w().openDm(alice, OWN_BOT);
+    const linked = await w().command(alice, own, OWN_BOT, `!link ${GRACE} --password ${GRACE_PASSWORD}`);
+    assert.match(linked.getContent().body, /^Linked My Mail mailbox grace@example\.org/);
+    await waitForState(alice.client, own, MWI_EVENT_TYPE, `ownmail/${GRACE}`, (e: MatrixEvent) => e.getContent().new === 2, ARRIVAL_MS);
+    const reply = (await w().command(alice, own, OWN_BOT, "!heard all")).getContent().body as string;
+    assert.match(reply, /^Marked heard in My Mail mailbox grace@example\.org: 2 voicemails\./, reply);
+    await waitForState(alice.client, own, MWI_EVENT_TYPE, `ownmail/${GRACE}`, (e: MatrixEvent) => e.getContent().new === 0 && e.getContent().old === 2, ARRIVAL_MS);
+    assert.deepEqual((await mails(GRACE)).map((m) => m.seen), [true, true]);
+    // The shared account's mails were not touched by it.
+    assert.deepEqual((await mails()).map((m) => m.seen), [false, false]);
   });
 });
