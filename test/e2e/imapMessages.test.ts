@@ -8,6 +8,7 @@ import { after, before, describe, it, type TestContext } from "node:test";
 import { Logger } from "matrix-appservice-bridge";
 import type { MwiUpdate } from "../../src/core/mwi.js";
 import { ImapGateway } from "../../src/gateway/imap/imapGateway.js";
+import { changeMails } from "../../src/gateway/imap/mailWrite.js";
 import { DEFAULT_RULES } from "../../src/gateway/imap/settings.js";
 import { startDovecot, type RunningDovecot } from "../testbed/dovecot.js";
 import { ASTERISK_MAIL } from "../unit/mailSamples.js";
@@ -65,6 +66,17 @@ describe("imap messages capability against a real Dovecot", { timeout: 60_000 },
     await sleep(500);
     assert.deepEqual((await flags()).map((m) => m.seen), [false, false, false]);
     await assert.rejects(gateway.messages.list("2003"), /not reading this mailbox/);
+    // The write session itself checks the folder's UIDVALIDITY before it changes anything.
+    const server = { host: "127.0.0.1", port: dc!.port, tls: false, rejectUnauthorized: true };
+    const lines: string[] = [];
+    await assert.rejects(
+      changeMails(server, { username: "voicemail", password: PASSWORD }, "INBOX", BigInt(validity!) + 1n, { kind: "delete", uid: Number(uid) }, (l) => lines.push(l)),
+      /folder changed meanwhile; nothing was changed/,
+    );
+    await assert.rejects(changeMails(server, { username: "voicemail", password: "wrong" }, "INBOX", BigInt(validity!), { kind: "seen", uids: [Number(uid)] }, (l) => lines.push(l)), /refused the login/);
+    await assert.rejects(changeMails(server, { username: "voicemail", password: PASSWORD }, "NoSuchFolder", BigInt(validity!), { kind: "seen", uids: [Number(uid)] }, (l) => lines.push(l)), /^Error: the mail server refused it$/);
+    assert.equal((await flags()).length, 3);
+    assert.ok(!lines.join("\n").includes(PASSWORD));
   });
 
   it("markHeard and remove change exactly the mail named; the watching session reports the counts", async (t) => {

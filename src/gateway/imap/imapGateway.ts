@@ -196,7 +196,7 @@ export class ImapGateway implements VoicemailGateway {
     if (!uids.length) return;
     const change: MailChange = kind === "delete" ? { kind, uid: uids[0]! } : { kind, uids };
     try {
-      await changeMails(this.system.imap, credentials, this.system.imap.folder, validity, change);
+      await changeMails(this.system.imap, credentials, this.system.imap.folder, validity, change, (line) => this.host.log.warn(`${this.systemId}: ${mailbox}: ${line}`));
     } catch (err) {
       this.host.log.warn(`${this.systemId}: ${kind === "delete" ? "deleting a mail" : "marking mails read"} of ${mailbox} failed: ${(err as Error).message}`);
       throw err;

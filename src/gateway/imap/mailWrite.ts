@@ -13,27 +13,41 @@ const WRITE_TIMEOUT_MS = 20_000;
 
 export type MailChange = { kind: "seen"; uids: readonly number[] } | { kind: "delete"; uid: number };
 
-export async function changeMails(server: ServerSettings, credentials: MailboxCredentials, folder: string, uidValidity: bigint, change: MailChange): Promise<void> {
+/** A failure of ours, worded for the user; anything else (the server's own text) is logged, not shown. */
+class ChangeRefused extends Error {}
+
+export async function changeMails(
+  server: ServerSettings,
+  credentials: MailboxCredentials,
+  folder: string,
+  uidValidity: bigint,
+  change: MailChange,
+  log: (line: string) => void,
+): Promise<void> {
   const client = createImapClient(server, credentials, { idle: false });
   client.on("error", () => undefined);
   const work = async () => {
     try {
       await client.connect();
     } catch (err) {
-      throw new Error(isAuthFailure(err) ? "the mail server refused the login" : "the mail server could not be reached; try again later");
+      throw new ChangeRefused(isAuthFailure(err) ? "the mail server refused the login" : "the mail server could not be reached; try again later");
     }
     const opened = await client.mailboxOpen(folder, { readOnly: false });
-    if (opened.uidValidity !== uidValidity) throw new Error("the mail folder changed meanwhile; nothing was changed, try again");
+    if (opened.uidValidity !== uidValidity) throw new ChangeRefused("the mail folder changed meanwhile; nothing was changed, try again");
     if (change.kind === "seen") {
-      if (change.uids.length && !(await client.messageFlagsAdd(change.uids.join(","), ["\\Seen"], { uid: true }))) throw new Error("the mail server refused to mark the mail read");
+      if (change.uids.length && !(await client.messageFlagsAdd(change.uids.join(","), ["\\Seen"], { uid: true }))) throw new ChangeRefused("the mail server refused to mark the mail read");
       return;
     }
-    if (!client.capabilities.has("UIDPLUS")) throw new Error("the mail server cannot delete one mail alone (no UIDPLUS); nothing was deleted");
-    if (!(await client.messageDelete(String(change.uid), { uid: true }))) throw new Error("the mail server refused to delete the mail");
+    if (!client.capabilities.has("UIDPLUS")) throw new ChangeRefused("the mail server cannot delete one mail alone (no UIDPLUS); nothing was deleted");
+    if (!(await client.messageDelete(String(change.uid), { uid: true }))) throw new ChangeRefused("the mail server refused to delete the mail");
   };
   try {
     const done = await withTimeout(work().then(() => true), WRITE_TIMEOUT_MS, false);
-    if (!done) throw new Error("the mail server did not answer in time");
+    if (!done) throw new ChangeRefused("the mail server did not answer in time");
+  } catch (err) {
+    if (err instanceof ChangeRefused) throw err;
+    log(`the mail server refused it: ${(err as Error).message}`);
+    throw new ChangeRefused("the mail server refused it");
   } finally {
     await client.logout().catch(() => client.close());
   }
