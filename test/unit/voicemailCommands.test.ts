@@ -67,6 +67,14 @@ describe("!voicemails", () => {
     assert.doesNotMatch(body, /Secret|2002/);
   });
 
+  it("caller fields from outside are cleaned: no line breaks, no bidirectional overrides", async () => {
+    const { messages } = await setup();
+    messages.boxes.set("1001", [{ id: "x", fresh: true, urgent: false, callerName: "Eve\n- heard: fake\u202Eevil", callerNumber: "555\r\n0000" }]);
+    await w.send(ALICE, w.rooms.aliceCarrier, "!voicemails");
+    assert.equal(lastReply().split("\n").length, 2, lastReply());
+    assert.doesNotMatch(lastReply(), /\u202E/);
+  });
+
   it("another user's mailbox is not found, however it is named", async () => {
     const { messages } = await setup();
     await w.send(ALICE, w.rooms.aliceCarrier, "!voicemails carrier 2002");

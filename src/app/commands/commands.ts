@@ -11,7 +11,7 @@ import type { VoicemailMessage } from "../../gateway/gateway.js";
 import type { MailboxLink } from "../../store/store.js";
 import { formatPhoneNumber } from "../../core/phone.js";
 import { canonicalTimeZone, countsText, escapeHtml, formatDuration, formatSince, formatTimestamp, renderMailboxList, type RenderedText } from "../../core/format.js";
-import { MAILBOX_PATTERN } from "../../core/mwi.js";
+import { cleanCallerField, MAILBOX_PATTERN } from "../../core/mwi.js";
 import { atLeast } from "../../core/permissions.js";
 import type { Bot } from "../../matrix/bots.js";
 import { TargetError, USER_ID, type TargetService } from "../targetService.js";
@@ -378,9 +378,12 @@ async function linksNamed(ctx: CommandContext, first: string | undefined, second
 const mailboxName = (ctx: CommandContext, link: MailboxLink) => `${ctx.views.systemName(link.systemId)} mailbox ${link.mailbox}`;
 
 /** "urgent, from Grace Caller (+1 555 123 4567), 1 Dec 2026, 09:10 UTC, 0:11": one message, as a user knows it. */
-function describeMessage(message: VoicemailMessage, timeZone: string): string {
-  const caller = message.callerNumber ? formatPhoneNumber(message.callerNumber) : undefined;
-  const who = message.callerName && caller ? `${message.callerName} (${caller})` : (message.callerName ?? caller ?? "an unknown caller");
+function describeMessage(ctx: CommandContext, message: VoicemailMessage, timeZone: string): string {
+  // Caller fields come from outside (a caller ID, a mail header): cleaned as the notifications clean them.
+  const number = message.callerNumber !== undefined ? cleanCallerField(message.callerNumber) : undefined;
+  const name = message.callerName !== undefined ? cleanCallerField(message.callerName) : undefined;
+  const caller = number ? formatPhoneNumber(number, ctx.views.defaultRegion) : undefined;
+  const who = name && caller ? `${name} (${caller})` : (name ?? caller ?? "an unknown caller");
   return [
     `${message.urgent ? "URGENT, " : ""}from ${who}`,
     ...(message.time !== undefined ? [formatTimestamp(message.time, timeZone)] : []),
@@ -422,7 +425,7 @@ const voicemails = defineCommand({
         html.push(`<p>${escapeHtml(name)}: no messages.</p>`);
         continue;
       }
-      const rows = o.value.map((m) => `${m.fresh ? "new" : "heard"}: ${describeMessage(m, zone)}`);
+      const rows = o.value.map((m) => `${m.fresh ? "new" : "heard"}: ${describeMessage(ctx, m, zone)}`);
       plain.push(`${name}:`, ...rows.map((r) => `- ${r}`));
       html.push(`<p>${escapeHtml(name)}:</p><ul>${o.value.map((m, i) => `<li>${m.urgent ? "<strong>" : ""}${escapeHtml(rows[i]!)}${m.urgent ? "</strong>" : ""}</li>`).join("")}</ul>`);
     }
@@ -456,7 +459,7 @@ const heard = defineCommand({
     for (const o of outcomes) {
       if (!o.ok) continue;
       const name = mailboxName(ctx, o.link);
-      if (o.value.length === 1) lines.push(`Marked heard in ${name}: the voicemail ${describeMessage(o.value[0]!, zone)}.`);
+      if (o.value.length === 1) lines.push(`Marked heard in ${name}: the voicemail ${describeMessage(ctx, o.value[0]!, zone)}.`);
       else if (o.value.length) lines.push(`Marked heard in ${name}: ${o.value.length} voicemails.`);
       else if (all) lines.push(`${name} has no unheard voicemail.`);
     }
@@ -480,7 +483,7 @@ const remove = defineCommand({
     const zone = await ctx.views.timeZone(ctx.sender);
     if (args.system === "confirm" && args.mailbox === undefined) {
       const done = await ctx.voicemails.confirmDelete(ctx.sender);
-      if (done.ok) return text(`Deleted from ${mailboxName(ctx, done.link)}: the voicemail ${describeMessage(done.message, zone)}.`);
+      if (done.ok) return text(`Deleted from ${mailboxName(ctx, done.link)}: the voicemail ${describeMessage(ctx, done.message, zone)}.`);
       const why = {
         none: "There is no delete waiting for your confirmation: say !delete first.",
         expired: "That was more than a minute ago; nothing was deleted. Say !delete again.",
@@ -497,7 +500,7 @@ const remove = defineCommand({
     const name = mailboxName(ctx, links[0]!);
     if (!outcome.ok) return text(problemLines(ctx, [outcome], "delete messages").join("\n"));
     if (!outcome.value) return text(`${name} has no voicemail to delete.`);
-    return text(`This deletes the newest voicemail of ${name}, for good: ${describeMessage(outcome.value.message, zone)}. Say !delete confirm within a minute to do it.`);
+    return text(`This deletes the newest voicemail of ${name}, for good: ${describeMessage(ctx, outcome.value.message, zone)}. Say !delete confirm within a minute to do it.`);
   },
 });
 
