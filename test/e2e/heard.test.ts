@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
 import type { MatrixEvent } from "matrix-js-sdk";
+import { Logger } from "matrix-appservice-bridge";
 import { MWI_EVENT_TYPE } from "../../src/core/events.js";
+import { AmiGateway } from "../../src/gateway/ami/amiGateway.js";
 import { freeSipPort, startAsterisk, type LeftVoicemail, type RunningAsterisk } from "../testbed/asterisk.js";
 import { waitForState } from "../testbed/matrixClient.js";
 import { freePort } from "../testbed/synapse.js";
@@ -19,6 +21,9 @@ const PBX_BOT = "@vm_pbx:localhost";
 const AMI_USER = "voicemail-bridge";
 const AMI_SECRET = "Ami-Heard-Secret-41f0";
 const ARRIVAL_MS = 20_000;
+/** A manager user without the class `user`: Asterisk must refuse it VoicemailMove and VoicemailRemove. */
+const READER_USER = "reader-only";
+const READER_SECRET = "Ami-Reader-Secret-9a2c";
 
 describe("!voicemails, !heard and !delete against a real Asterisk", { timeout: 110_000 }, () => {
   let world: World | undefined;
@@ -35,7 +40,10 @@ describe("!voicemails, !heard and !delete against a real Asterisk", { timeout: 1
       sipPort: await freeSipPort(),
       amiPort: await freePort(),
       mailboxes: [{ mailbox: "1001", password: "unused-1001" }],
-      amiUsers: [{ username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate,user", eventFilters: ["Event: MessageWaiting"] }],
+      amiUsers: [
+        { username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate,user", eventFilters: ["Event: MessageWaiting"] },
+        { username: READER_USER, secret: READER_SECRET, read: "call", write: "reporting" },
+      ],
       sipTrace: false,
     });
     try {
@@ -129,5 +137,36 @@ describe("!voicemails, !heard and !delete against a real Asterisk", { timeout: 1
     assert.match(await say("!heard all"), /^Marked heard in Office PBX mailbox 1001: the voicemail from Grace Caller/);
     await state((c) => c.new === 0 && c.old === 1);
     assert.deepEqual(await ast().counts("1001"), { new: 0, old: 1, urgent: 0 });
+  });
+
+  it("(5) a manager user without the class `user` is refused: the reason is Asterisk's no, nothing changes", async (t) => {
+    if (!world) return t.skip("no test bed");
+    await ast().leaveVoicemail("1001", { name: "Late Larry", number: "5550003" }, { seconds: 1 });
+    const lines: string[] = [];
+    const log = new Logger("reader");
+    log.warn = ((m: string) => void lines.push(m)) as never;
+    const gateway = new AmiGateway(
+      {
+        id: "reader",
+        kind: "ami",
+        ami: { host: "127.0.0.1", port: ast().amiPort, username: READER_USER, secret: READER_SECRET, context: "default", keepAliveSeconds: 30, actionTimeoutSeconds: 5, resync: { concurrency: 1, perSecond: 10 } },
+      },
+      { acceptUpdate: async () => undefined, log },
+    );
+    await gateway.start();
+    try {
+      let list = await gateway.messages.list("1001").catch(() => undefined);
+      for (let i = 0; i < 50 && !list; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        list = await gateway.messages.list("1001").catch(() => undefined);
+      }
+      const fresh = list!.find((m) => m.fresh)!;
+      await assert.rejects(gateway.messages.markHeard("1001", [fresh.id]), /^Error: the voice mail system refused it$/);
+      await assert.rejects(gateway.messages.remove("1001", fresh.id), /^Error: the voice mail system refused it$/);
+      console.log(`Asterisk's answer: ${lines.join(" | ")}`);
+      assert.deepEqual(await ast().counts("1001"), { new: 1, old: 1, urgent: 0 });
+    } finally {
+      await gateway.stop();
+    }
   });
 });
