@@ -284,6 +284,18 @@ export class MailboxService {
     return changed;
   }
 
+  /** What opens the mailbox for this user's own link: their own credentials, else those the watch uses. */
+  async credentialsOfLink(link: MailboxLink): Promise<MailboxCredentials | undefined> {
+    if (link.sealedCredentials) {
+      try {
+        return JSON.parse(this.secrets.open(link.sealedCredentials)) as MailboxCredentials;
+      } catch (err) {
+        this.log.error(`credentials of ${link.systemId}/${link.mailbox} for ${link.userId} cannot be read: ${(err as Error).message}`);
+      }
+    }
+    return this.credentialsFor(link.systemId, link.mailbox);
+  }
+
   /** Credentials of any enabled link of the mailbox: one watch serves every user linked to it. */
   private async credentialsFor(systemId: string, mailbox: string): Promise<MailboxCredentials | undefined> {
     const links = await this.store.linksForMailbox(systemId, mailbox);

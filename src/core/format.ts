@@ -56,7 +56,7 @@ export function countsText(state: Pick<MailboxState, "new" | "old" | "urgentNew"
 }
 
 /** "0:42", "12:05", "1:02:03": a message's length as a player shows it. */
-function formatDuration(seconds: number): string {
+export function formatDuration(seconds: number): string {
   const total = Math.max(0, Math.round(seconds));
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);

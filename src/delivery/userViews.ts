@@ -18,6 +18,11 @@ export class UserViews {
     return this.systems.get(systemId)?.name ?? systemId;
   }
 
+  /** Where national caller numbers are read (config `defaultRegion`), as the notifications read them. */
+  get defaultRegion(): BridgeConfig["defaultRegion"] {
+    return this.config.defaultRegion;
+  }
+
   async timeZone(userId: string): Promise<string> {
     return (await this.store.getProfile(userId))?.timezone ?? this.config.defaultTimezone;
   }

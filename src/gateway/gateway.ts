@@ -102,8 +102,37 @@ export interface VoicemailGateway {
   readonly http?: HttpCapability;
   /** Planned for the kinds that come next (AMI, e-mail); no kind offers it yet: the audio of a message. */
   readonly fetchRecording?: { fetch(mailbox: string, messageId: string): Promise<{ contentType: string; data: Uint8Array }> };
-  /** Planned likewise; no kind offers it yet: mark a message heard at the system, so its lamp goes out. */
-  readonly markHeard?: { markHeard(mailbox: string, messageId: string): Promise<void> };
+  /** The messages of a mailbox: listed, marked heard and removed at the system itself. */
+  readonly messages?: MessagesCapability;
+}
+
+/** One message waiting in a mailbox, as `!voicemails` shows it. */
+export interface VoicemailMessage {
+  /** The kind's own handle (AMI msg_id, IMAP UID), opaque to the core; never shown to users. */
+  readonly id: string;
+  /** Not yet heard (AMI INBOX or Urgent, a mail without `\Seen`). */
+  readonly fresh: boolean;
+  readonly urgent: boolean;
+  readonly callerNumber?: string;
+  readonly callerName?: string;
+  /** When it was left, ms since the epoch. */
+  readonly time?: number;
+  /** Seconds. */
+  readonly duration?: number;
+}
+
+/**
+ * The system's own messages: `!voicemails`, `!heard`, `!delete`. Each call acts on exactly the
+ * messages named and changes nothing else; the new counts come back as ordinary MWI updates.
+ * Rejects with an Error whose message may be shown to the mailbox's user (no secret in it).
+ */
+export interface MessagesCapability {
+  /** Every message of the mailbox, newest first. */
+  list(mailbox: string, credentials?: MailboxCredentials): Promise<VoicemailMessage[]>;
+  /** Marks these messages heard (AMI: moves them to Old; IMAP: `\Seen`). */
+  markHeard(mailbox: string, ids: readonly string[], credentials?: MailboxCredentials): Promise<void>;
+  /** Removes this one message for good. */
+  remove(mailbox: string, id: string, credentials?: MailboxCredentials): Promise<void>;
 }
 
 /** What the factory of kind K is given: the system's id and its settings block under the key K. */

@@ -120,6 +120,25 @@ export class FakeAmi {
             socket.write(packet({ Event: "VoicemailBoxDetailComplete", ActionID: id, EventList: "Complete", ListItems: String(m.details.length) }));
             break;
           }
+          case "VoicemailMove":
+          case "VoicemailRemove": {
+            // As app_voicemail: the message is named by mailbox, context, folder and msg_id.
+            const m = this.mailbox(`${fields.Mailbox}@${fields.Context}`);
+            const i = m.details.findIndex((d) => d.ID === fields.ID && d.Folder === fields.Folder);
+            if (i < 0 || (fields.Action === "VoicemailMove" && !fields.ToFolder)) {
+              socket.write(packet({ Response: "Error", ActionID: id, Message: "Message does not exist" }));
+              break;
+            }
+            const [d] = m.details.splice(i, 1);
+            const from = d!.Folder === "Urgent" ? "urgent" : d!.Folder === "INBOX" ? "new" : "old";
+            m[from] = Math.max(0, m[from] - 1);
+            if (fields.Action === "VoicemailMove") {
+              m.details.push({ ...d!, Folder: fields.ToFolder! });
+              if (fields.ToFolder === "Old") m.old++;
+            }
+            reply({ Message: fields.Action === "VoicemailMove" ? "Message moved successfully" : "Message removed successfully" });
+            break;
+          }
           case "Originate":
             reply({ Message: "Originate successfully queued" });
             break;

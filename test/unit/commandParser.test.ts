@@ -29,7 +29,7 @@ describe("the command table", () => {
   it("has the documented commands, each with a !usage line", () => {
     assert.deepEqual(
       COMMANDS.map((c) => c.name),
-      ["help", "list", "link", "verify", "unlink", "mwi", "set", "target", "admin"],
+      ["help", "list", "link", "verify", "unlink", "mwi", "set", "target", "voicemails", "heard", "delete", "admin"],
     );
     for (const c of COMMANDS) assert.ok(c.usage.startsWith(`!${c.name}`), c.usage);
     assert.equal(COMMANDS.find((c) => c.name === "admin")!.level, "admin");

@@ -26,6 +26,9 @@ describe("declarations", () => {
         mwi: "!mwi on|off [<system> [<mailbox>]]",
         set: "!set timezone|delivery|notify <value>",
         target: "!target add|remove|list [<@user:server | !room:server | #alias:server>]",
+        voicemails: "!voicemails [<system> [<mailbox>]]",
+        heard: "!heard [<all|system> [<system> [<mailbox>]]]",
+        delete: "!delete [<confirm|system> [<mailbox>]]",
         admin: "!admin link|unlink <@user:server> <system> <mailbox>",
       },
     );

@@ -6,8 +6,12 @@
 import type { PermissionLevel } from "../../core/permissions.js";
 import type { MailboxService } from "../mailboxService.js";
 import type { ProfileService } from "../profileService.js";
-import { canonicalTimeZone, countsText, escapeHtml, formatSince, renderMailboxList, type RenderedText } from "../../core/format.js";
-import { MAILBOX_PATTERN } from "../../core/mwi.js";
+import type { MailboxOutcome, VoicemailService } from "../voicemailService.js";
+import type { VoicemailMessage } from "../../gateway/gateway.js";
+import type { MailboxLink } from "../../store/store.js";
+import { formatPhoneNumber } from "../../core/phone.js";
+import { canonicalTimeZone, countsText, escapeHtml, formatDuration, formatSince, formatTimestamp, renderMailboxList, type RenderedText } from "../../core/format.js";
+import { cleanCallerField, MAILBOX_PATTERN } from "../../core/mwi.js";
 import { atLeast } from "../../core/permissions.js";
 import type { Bot } from "../../matrix/bots.js";
 import { TargetError, USER_ID, type TargetService } from "../targetService.js";
@@ -24,6 +28,7 @@ export interface CommandContext {
   views: UserViews;
   targets: TargetService;
   profiles: ProfileService;
+  voicemails: VoicemailService;
   systems: ReadonlyMap<string, { id: string; name: string }>;
   /** The usage line of the command being run. */
   usage: string;
@@ -345,7 +350,161 @@ const admin = defineCommand({
   },
 });
 
-export const COMMANDS: readonly Command[] = [help, list, link, verify, unlink, mwi, set, target, admin];
+/**
+ * `[<system> [<mailbox>]]` as `!mwi` reads it: one word is a system, or in a system bot's DM a
+ * mailbox of its system; nothing is every mailbox (of the bot's system, in its DM).
+ */
+function whichMailboxes(ctx: CommandContext, first: string | undefined, second: string | undefined): { systemId?: string; mailbox?: string } {
+  let systemId: string | undefined = ctx.bot.system?.id;
+  let mailbox: string | undefined;
+  if (second !== undefined) {
+    systemId = knownSystem(ctx, first ?? "");
+    mailbox = validMailbox(second);
+  } else if (first !== undefined) {
+    if (ctx.systems.has(first)) systemId = first;
+    else if (ctx.bot.system) mailbox = validMailbox(first);
+    else knownSystem(ctx, first);
+  }
+  return { ...(systemId !== undefined ? { systemId } : {}), ...(mailbox !== undefined ? { mailbox } : {}) };
+}
+
+async function linksNamed(ctx: CommandContext, first: string | undefined, second: string | undefined): Promise<MailboxLink[]> {
+  const { systemId, mailbox } = whichMailboxes(ctx, first, second);
+  const links = await ctx.voicemails.links(ctx.sender, systemId, mailbox);
+  if (!links.length) throw new CommandError("None of your linked mailboxes matches. Say !list to see them.");
+  return links;
+}
+
+const mailboxName = (ctx: CommandContext, link: MailboxLink) => `${ctx.views.systemName(link.systemId)} mailbox ${link.mailbox}`;
+
+/** "urgent, from Grace Caller (+1 555 123 4567), 1 Dec 2026, 09:10 UTC, 0:11": one message, as a user knows it. */
+function describeMessage(ctx: CommandContext, message: VoicemailMessage, timeZone: string): string {
+  // Caller fields come from outside (a caller ID, a mail header): cleaned as the notifications clean them.
+  const number = message.callerNumber !== undefined ? cleanCallerField(message.callerNumber) : undefined;
+  const name = message.callerName !== undefined ? cleanCallerField(message.callerName) : undefined;
+  const caller = number ? formatPhoneNumber(number, ctx.views.defaultRegion) : undefined;
+  const who = name && caller ? `${name} (${caller})` : (name ?? caller ?? "an unknown caller");
+  return [
+    `${message.urgent ? "URGENT, " : ""}from ${who}`,
+    ...(message.time !== undefined ? [formatTimestamp(message.time, timeZone)] : []),
+    ...(message.duration !== undefined ? [formatDuration(message.duration)] : []),
+  ].join(", ");
+}
+
+/** The failures and the mailboxes whose system cannot do it, one line each, after what was done. */
+function problemLines<T>(ctx: CommandContext, outcomes: readonly MailboxOutcome<T>[], cannot: string): string[] {
+  const lines: string[] = [];
+  const unsupported = outcomes.filter((o) => !o.ok && o.unsupported).map((o) => mailboxName(ctx, o.link));
+  if (unsupported.length) lines.push(`${unsupported.join(", ")}: the voice mail system only reports counts to the bridge; it cannot ${cannot}.`);
+  for (const o of outcomes) if (!o.ok && !o.unsupported) lines.push(`${mailboxName(ctx, o.link)}: ${o.reason}.`);
+  return lines;
+}
+
+/** Listed only where some system offers its messages: elsewhere they could only say no. */
+const someSystemHasMessages = (ctx: CommandContext) => [...ctx.systems.keys()].some((id) => ctx.mailboxes.gateway(id)?.messages !== undefined);
+
+const voicemails = defineCommand({
+  name: "voicemails",
+  summary: "the messages in your mailboxes, newest first",
+  level: "user",
+  listed: someSystemHasMessages,
+  positionals: [
+    { name: "system", optional: true },
+    { name: "mailbox", optional: true },
+  ],
+  async run(ctx: CommandContext, args) {
+    const outcomes = await ctx.voicemails.list(await linksNamed(ctx, args.system, args.mailbox));
+    const zone = await ctx.views.timeZone(ctx.sender);
+    const plain: string[] = [];
+    const html: string[] = [];
+    for (const o of outcomes) {
+      if (!o.ok) continue;
+      const name = mailboxName(ctx, o.link);
+      if (!o.value.length) {
+        plain.push(`${name}: no messages.`);
+        html.push(`<p>${escapeHtml(name)}: no messages.</p>`);
+        continue;
+      }
+      const rows = o.value.map((m) => `${m.fresh ? "new" : "heard"}: ${describeMessage(ctx, m, zone)}`);
+      plain.push(`${name}:`, ...rows.map((r) => `- ${r}`));
+      html.push(`<p>${escapeHtml(name)}:</p><ul>${o.value.map((m, i) => `<li>${m.urgent ? "<strong>" : ""}${escapeHtml(rows[i]!)}${m.urgent ? "</strong>" : ""}</li>`).join("")}</ul>`);
+    }
+    const problems = problemLines(ctx, outcomes, "list its messages");
+    return {
+      body: [...plain, ...problems].join("\n"),
+      html: [...html, ...problems.map((p) => `<p>${escapeHtml(p)}</p>`)].join(""),
+    };
+  },
+});
+
+const heard = defineCommand({
+  name: "heard",
+  summary: "mark your newest voicemail heard (all: every one of a mailbox), so the phone's lamp goes out",
+  level: "user",
+  listed: someSystemHasMessages,
+  positionals: [
+    { name: "all", label: "all|system", optional: true },
+    { name: "system", optional: true },
+    { name: "mailbox", optional: true },
+  ],
+  async run(ctx: CommandContext, args) {
+    // `all` is a word, not a system: the words after it name the mailbox.
+    const all = args.all === "all";
+    const words = all ? [args.system, args.mailbox] : [args.all, args.system];
+    if (!all && args.mailbox !== undefined) throw new CommandError(`Too many words: ${ctx.usage}`);
+    const links = await linksNamed(ctx, words[0], words[1]);
+    const outcomes = await ctx.voicemails.markHeard(links, all);
+    const zone = await ctx.views.timeZone(ctx.sender);
+    const lines: string[] = [];
+    for (const o of outcomes) {
+      if (!o.ok) continue;
+      const name = mailboxName(ctx, o.link);
+      if (o.value.length === 1) lines.push(`Marked heard in ${name}: the voicemail ${describeMessage(ctx, o.value[0]!, zone)}.`);
+      else if (o.value.length) lines.push(`Marked heard in ${name}: ${o.value.length} voicemails.`);
+      else if (all) lines.push(`${name} has no unheard voicemail.`);
+    }
+    const problems = problemLines(ctx, outcomes, "mark messages heard");
+    if (!lines.length && !problems.length) lines.push("You have no unheard voicemail.");
+    if (lines.some((l) => l.startsWith("Marked"))) lines.push("The new counts follow as soon as the voice mail system reports them.");
+    return text([...lines, ...problems].join("\n"));
+  },
+});
+
+const remove = defineCommand({
+  name: "delete",
+  summary: "delete the newest voicemail of a mailbox, after !delete confirm within a minute",
+  level: "user",
+  listed: someSystemHasMessages,
+  positionals: [
+    { name: "system", label: "confirm|system", optional: true },
+    { name: "mailbox", optional: true },
+  ],
+  async run(ctx: CommandContext, args) {
+    const zone = await ctx.views.timeZone(ctx.sender);
+    if (args.system === "confirm" && args.mailbox === undefined) {
+      const done = await ctx.voicemails.confirmDelete(ctx.sender);
+      if (done.ok) return text(`Deleted from ${mailboxName(ctx, done.link)}: the voicemail ${describeMessage(ctx, done.message, zone)}.`);
+      const why = {
+        none: "There is no delete waiting for your confirmation: say !delete first.",
+        expired: "That was more than a minute ago; nothing was deleted. Say !delete again.",
+        changed: "The mailbox's newest voicemail is no longer the one I named; nothing was deleted. Say !delete again.",
+        unlinked: "That mailbox is no longer linked; nothing was deleted.",
+        failed: "",
+      } as const;
+      if (done.reason === "failed") return text(`Nothing was deleted from ${mailboxName(ctx, done.link)}: ${done.detail}.`);
+      return text(why[done.reason]);
+    }
+    const links = await linksNamed(ctx, args.system, args.mailbox);
+    if (links.length > 1) throw new CommandError(`You have ${links.length} mailboxes here; name one: ${ctx.usage}`);
+    const outcome = await ctx.voicemails.askDelete(ctx.sender, links[0]!);
+    const name = mailboxName(ctx, links[0]!);
+    if (!outcome.ok) return text(problemLines(ctx, [outcome], "delete messages").join("\n"));
+    if (!outcome.value) return text(`${name} has no voicemail to delete.`);
+    return text(`This deletes the newest voicemail of ${name}, for good: ${describeMessage(ctx, outcome.value.message, zone)}. Say !delete confirm within a minute to do it.`);
+  },
+});
+
+export const COMMANDS: readonly Command[] = [help, list, link, verify, unlink, mwi, set, target, voicemails, heard, remove, admin];
 
 /** The secret options any command declares (`password`): the router redacts messages that pass one. */
 export const SECRET_OPTION_NAMES: readonly string[] = secretOptionsOf(COMMANDS);

@@ -20,6 +20,7 @@ import { carriesSecret, parseCommand, secretWords } from "../commands/parser.js"
 import type { MailboxService } from "../mailboxService.js";
 import { ProfileService } from "../profileService.js";
 import type { TargetService } from "../targetService.js";
+import { VoicemailService } from "../voicemailService.js";
 
 /** What the router does as a bot: reply, and remove a message. */
 export interface RouterIntent {
@@ -43,6 +44,8 @@ export interface CommandRouterDeps {
   views: UserViews;
   targets: TargetService;
   profiles?: ProfileService;
+  /** The messages upstream (`!voicemails`, `!heard`, `!delete`); one over `mailboxes` when absent. */
+  voicemails?: VoicemailService;
   /** One command at a time per user. */
   userQueue: KeyedQueue;
   log: Pick<Logger, "debug" | "info" | "warn" | "error">;
@@ -74,10 +77,12 @@ function repeatsAny(reply: RenderedText, words: readonly string[]): boolean {
 
 export class CommandRouter {
   private readonly profiles: ProfileService;
+  private readonly voicemails: VoicemailService;
   private readonly commands: readonly Command[];
 
   constructor(private readonly deps: CommandRouterDeps) {
     this.profiles = deps.profiles ?? new ProfileService(deps.store);
+    this.voicemails = deps.voicemails ?? new VoicemailService(deps.mailboxes);
     this.commands = deps.commands ?? COMMANDS;
   }
 
@@ -202,6 +207,7 @@ export class CommandRouter {
       views: this.deps.views,
       targets: this.deps.targets,
       profiles: this.profiles,
+      voicemails: this.voicemails,
       systems: this.deps.views.systems,
       usage: command.usage,
       carriedSecret: secret,

@@ -9,12 +9,12 @@ import pLimit from "p-limit";
 import type { MwiCounts, MwiUpdate } from "../../core/mwi.js";
 import { clampCount } from "../../core/mwi.js";
 import { rateLimitedLog, type RateLimitedLog } from "../../util/rateLimitedLog.js";
-import type { CallVerificationCapability, GatewayHost, KindSystem, VerificationCallResult, VoicemailGateway, WatchingCapability } from "../gateway.js";
+import type { CallVerificationCapability, GatewayHost, KindSystem, MessagesCapability, VerificationCallResult, VoicemailGateway, VoicemailMessage, WatchingCapability } from "../gateway.js";
 import { AmiClient, AmiError } from "./client.js";
 import type { AmiPacket } from "./frame.js";
-import { canonical, parseAmiMailbox, type AmiMailbox } from "./mailbox.js";
+import { canonical, isUnheardFolder, MESSAGE_ID, messagesOf, parseAmiMailbox, type AmiMailbox } from "./mailbox.js";
 import type { AmiSettings } from "./settings.js";
-import { mailboxCount, newestMessageOf } from "./voicemailActions.js";
+import { boxDetails, mailboxCount, moveMessage, newestMessageOf, removeMessage } from "./voicemailActions.js";
 
 /** The dial string with the mailbox put in; its pattern (settings.ts) and the mailbox's keep it one channel. */
 export function dialStringFor(template: string, mailbox: AmiMailbox): string {
@@ -24,6 +24,7 @@ export function dialStringFor(template: string, mailbox: AmiMailbox): string {
 export class AmiGateway implements VoicemailGateway {
   readonly watching: WatchingCapability;
   readonly callVerification?: CallVerificationCapability;
+  readonly messages: MessagesCapability;
   private readonly client: AmiClient;
   /** Watched mailboxes by `box@context`, with the names they were linked under (`1001`, `1001@default`). */
   private readonly watched = new Map<string, Set<string>>();
@@ -60,6 +61,11 @@ export class AmiGateway implements VoicemailGateway {
       watch: (mailbox) => this.watch(mailbox),
       unwatch: (mailbox) => this.unwatch(mailbox),
       systemCredentials: true,
+    };
+    this.messages = {
+      list: (mailbox) => this.listMessages(mailbox),
+      markHeard: (mailbox, ids) => this.markHeard(mailbox, ids),
+      remove: (mailbox, id) => this.removeOne(mailbox, id),
     };
     if (ami.verifyCall) {
       this.callVerification = {
@@ -197,6 +203,69 @@ export class AmiGateway implements VoicemailGateway {
     // `New` includes urgent messages; how many are urgent only MailboxCount tells.
     this.eventCounts.set(key, { waiting: fresh > 0, new: fresh, old: number("Old"), urgentNew: 0, urgentOld: 0 });
     void this.refresh(key);
+  }
+
+  private mailboxOrThrow(name: string): AmiMailbox {
+    const mailbox = this.mailbox(name);
+    if (!mailbox) throw new Error("this is not a mailbox of the system");
+    return mailbox;
+  }
+
+  /** An AMI failure as the user may read it: Asterisk's own reason, or that it was not reached. */
+  private failure(what: string, err: unknown): Error {
+    const transient = err instanceof AmiError && err.transient;
+    this.host.log.warn(`${this.systemId}: ${what} failed: ${(err as Error).message}`);
+    return new Error(transient ? "the voice mail system could not be reached; try again later" : "the voice mail system refused it");
+  }
+
+  private async listMessages(name: string): Promise<VoicemailMessage[]> {
+    const mailbox = this.mailboxOrThrow(name);
+    try {
+      return messagesOf(await boxDetails(this.client, mailbox));
+    } catch (err) {
+      throw this.failure(`listing ${canonical(mailbox)}`, err);
+    }
+  }
+
+  /**
+   * Moves exactly the named unheard messages to Old (VoicemailMove needs the folder a message is
+   * in, so the box is listed first); messages already heard or gone are left alone. The counts
+   * are then asked for as after a MessageWaiting, so the change reaches Matrix the usual way.
+   */
+  private async markHeard(name: string, ids: readonly string[]): Promise<void> {
+    const mailbox = this.mailboxOrThrow(name);
+    const key = canonical(mailbox);
+    try {
+      const details = await boxDetails(this.client, mailbox);
+      for (const id of ids) {
+        if (!MESSAGE_ID.test(id)) continue;
+        const detail = details.find((d) => d.id?.trim() === id && isUnheardFolder(d.folder));
+        if (detail) await moveMessage(this.client, mailbox, detail.folder, id, "Old");
+      }
+    } catch (err) {
+      throw this.failure(`marking heard in ${key}`, err);
+    } finally {
+      if (this.watched.has(key)) void this.refresh(key);
+    }
+    this.host.log.info(`${this.systemId}: marked ${ids.length} message(s) heard in ${key}`);
+  }
+
+  /** Removes the one message with this msg_id, from whichever of INBOX, Urgent and Old it is in. */
+  private async removeOne(name: string, id: string): Promise<void> {
+    const mailbox = this.mailboxOrThrow(name);
+    const key = canonical(mailbox);
+    if (!MESSAGE_ID.test(id)) throw new Error("there is no such message");
+    try {
+      const detail = (await boxDetails(this.client, mailbox)).find((d) => d.id?.trim() === id && /^(inbox|urgent|old)$/i.test(d.folder));
+      if (!detail) throw new Error("there is no such message any more");
+      await removeMessage(this.client, mailbox, detail.folder, id);
+    } catch (err) {
+      if (!(err instanceof AmiError)) throw err;
+      throw this.failure(`removing a message of ${key}`, err);
+    } finally {
+      if (this.watched.has(key)) void this.refresh(key);
+    }
+    this.host.log.info(`${this.systemId}: removed one message of ${key}`);
   }
 
   private async ring(name: string, code: string): Promise<VerificationCallResult> {

@@ -4,6 +4,7 @@
  * `,`, `/`, `|` or anything else that could add a header, an argument or a second channel.
  */
 import type { MessageInfo } from "../../core/mwi.js";
+import type { VoicemailMessage } from "../gateway.js";
 
 const MAILBOX = /^([A-Za-z0-9_.+*#-]{1,80})(?:@([A-Za-z0-9_.+-]{1,80}))?$/;
 
@@ -68,7 +69,7 @@ export function parseOrigDate(date: string | undefined): number | undefined {
 }
 
 /** When a message was left: the msg_id's seconds, else its origdate. */
-function timeOf(detail: BoxDetail): number | undefined {
+export function timeOf(detail: BoxDetail): number | undefined {
   const fromId = /^(\d{9,11})-[0-9a-f]{1,16}$/i.exec((detail.id ?? "").trim());
   return fromId ? Number(fromId[1]) : parseOrigDate(detail.date);
 }
@@ -90,4 +91,35 @@ export function newestMessage(details: readonly BoxDetail[], box: string): Messa
   const duration = Number(newest.detail.duration);
   if (newest.detail.duration && Number.isFinite(duration) && duration >= 0) info.duration = Math.round(duration);
   return info;
+}
+
+/** A msg_id as it may go into an AMI header: what Asterisk makes ("1796129450-00000000") and no more. */
+export const MESSAGE_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Folders that hold messages the user has not heard: their count is the lamp's. */
+export const isUnheardFolder = (folder: string): boolean => /^(inbox|urgent)$/i.test(folder);
+
+/** Every INBOX, Urgent and Old message of a VoicemailBoxSummary, newest first (other folders are the user's own filing). */
+export function messagesOf(details: readonly BoxDetail[]): VoicemailMessage[] {
+  const out: { at: number; message: VoicemailMessage }[] = [];
+  for (const detail of details) {
+    const id = (detail.id ?? "").trim();
+    if (!MESSAGE_ID.test(id) || !/^(inbox|urgent|old)$/i.test(detail.folder)) continue;
+    const at = timeOf(detail) ?? 0;
+    const { number, name } = parseCallerId(detail.callerId);
+    const duration = Number(detail.duration);
+    out.push({
+      at,
+      message: {
+        id,
+        fresh: isUnheardFolder(detail.folder),
+        urgent: /^urgent$/i.test(detail.folder),
+        ...(number ? { callerNumber: number } : {}),
+        ...(name ? { callerName: name } : {}),
+        ...(at > 0 && at < 8.64e12 ? { time: at * 1000 } : {}),
+        ...(detail.duration && Number.isFinite(duration) && duration >= 0 ? { duration: Math.round(duration) } : {}),
+      },
+    });
+  }
+  return out.sort((a, b) => b.at - a.at).map((m) => m.message);
 }

@@ -2,7 +2,7 @@
 import { clampCount, type MessageInfo, type MwiCounts } from "../../core/mwi.js";
 import type { AmiClient } from "./client.js";
 import type { AmiPacket } from "./frame.js";
-import { canonical, newestMessage, type AmiMailbox } from "./mailbox.js";
+import { canonical, newestMessage, type AmiMailbox, type BoxDetail } from "./mailbox.js";
 
 function count(packet: AmiPacket, key: string): number {
   const value = packet.get(key);
@@ -25,10 +25,10 @@ export async function mailboxCount(client: AmiClient, mailbox: AmiMailbox): Prom
   return countsFrom(response);
 }
 
-/** The newest unheard message's caller, name, time and length, from `VoicemailBoxSummary`. */
-export async function newestMessageOf(client: AmiClient, mailbox: AmiMailbox): Promise<MessageInfo | undefined> {
+/** Every message of the mailbox as `VoicemailBoxSummary` details it (one `VoicemailBoxDetail` each). */
+export async function boxDetails(client: AmiClient, mailbox: AmiMailbox): Promise<BoxDetail[]> {
   const { events } = await client.action({ Action: "VoicemailBoxSummary", Context: mailbox.context, Mailbox: mailbox.box });
-  const details = events
+  return events
     .filter((e) => e.get("Event") === "VoicemailBoxDetail")
     .map((e) => ({
       folder: e.get("Folder") ?? "",
@@ -37,5 +37,19 @@ export async function newestMessageOf(client: AmiClient, mailbox: AmiMailbox): P
       ...(e.get("Duration") !== undefined ? { duration: e.get("Duration")! } : {}),
       ...(e.get("ID") !== undefined ? { id: e.get("ID")! } : {}),
     }));
-  return newestMessage(details, mailbox.box);
+}
+
+/** The newest unheard message's caller, name, time and length, from `VoicemailBoxSummary`. */
+export async function newestMessageOf(client: AmiClient, mailbox: AmiMailbox): Promise<MessageInfo | undefined> {
+  return newestMessage(await boxDetails(client, mailbox), mailbox.box);
+}
+
+/** `VoicemailMove` (manager `write = user`): one message, by its msg_id, from its folder to another. */
+export async function moveMessage(client: AmiClient, mailbox: AmiMailbox, folder: string, id: string, toFolder: string): Promise<void> {
+  await client.action({ Action: "VoicemailMove", Context: mailbox.context, Mailbox: mailbox.box, Folder: folder, ID: id, ToFolder: toFolder });
+}
+
+/** `VoicemailRemove` (manager `write = user`): one message, by its msg_id, from its folder. */
+export async function removeMessage(client: AmiClient, mailbox: AmiMailbox, folder: string, id: string): Promise<void> {
+  await client.action({ Action: "VoicemailRemove", Context: mailbox.context, Mailbox: mailbox.box, Folder: folder, ID: id });
 }

@@ -6,7 +6,10 @@
  *   from the rules; admins link mailboxes (`!admin link @u:hs mail 2001`);
  * - per-user accounts (no `imap.username`): `!link mail <address> --password ...`; the IMAP
  *   login proves it; every voicemail mail in that account counts for that mailbox.
- * Nothing on the server is ever changed (read-only EXAMINE, BODY.PEEK, no flag ever set).
+ * Watching changes nothing on the server (read-only EXAMINE, BODY.PEEK, no flag ever set); only
+ * `!heard` (`\Seen`) and `!delete` (`\Deleted` and UID EXPUNGE of that one mail) do, each in a
+ * short read-write session of its own (mailWrite.ts), and only on mails the watch filed under
+ * the mailbox named.
  */
 import type { MessageInfo, MwiCounts, MwiUpdate } from "../../core/mwi.js";
 import { withTimeout } from "../../util/timeout.js";
@@ -17,12 +20,15 @@ import type {
   LinkProof,
   LinkRequest,
   MailboxCredentials,
+  MessagesCapability,
   UpstreamMwiCapability,
+  VoicemailMessage,
   VoicemailGateway,
   WatchingCapability,
 } from "../gateway.js";
 import { createImapClient, isAuthFailure } from "./imapClient.js";
 import { MailSession } from "./mailSession.js";
+import { changeMails, type MailChange } from "./mailWrite.js";
 import type { ImapSettings } from "./settings.js";
 import { compileRules, type CompiledRules } from "./voicemailRules.js";
 
@@ -41,6 +47,11 @@ export class ImapGateway implements VoicemailGateway {
   readonly upstreamMwi: UpstreamMwiCapability = {
     switchOn: (mailbox, credentials) => this.watch(mailbox, credentials),
     switchOff: (mailbox) => this.unwatch(mailbox),
+  };
+  readonly messages: MessagesCapability = {
+    list: async (mailbox) => this.listMessages(mailbox),
+    markHeard: (mailbox, ids) => this.change(mailbox, ids, "seen"),
+    remove: (mailbox, id) => this.change(mailbox, [id], "delete"),
   };
   private readonly rules: CompiledRules;
   /** Shared account: the one session; per-user: one per watched mailbox (address). */
@@ -137,6 +148,62 @@ export class ImapGateway implements VoicemailGateway {
     this.sessions.delete(mailbox);
     await running.session.stop();
     this.host.log.info(`${this.systemId}: stopped watching the account of ${mailbox}`);
+  }
+
+  /** The session reading this mailbox, and the credentials it reads with (the shared account's, or the mailbox's own). */
+  private readerOf(mailbox: string): { session: MailSession; credentials: MailboxCredentials } {
+    const { username, password } = this.system.imap;
+    if (this.shared && username !== undefined && this.watched.has(mailbox)) return { session: this.shared, credentials: { username, password: password ?? "" } };
+    const own = this.sessions.get(mailbox);
+    if (own) return { session: own.session, credentials: { username: mailbox, password: own.password } };
+    throw new Error("the bridge is not reading this mailbox now (is MWI off?)");
+  }
+
+  /** `${UIDVALIDITY}:${UID}`: a mail's handle, which no other mail can ever have in that folder. */
+  private static idOf(uidValidity: bigint, uid: number): string {
+    return `${uidValidity}:${uid}`;
+  }
+
+  private listMessages(mailbox: string): VoicemailMessage[] {
+    const { session } = this.readerOf(mailbox);
+    const validity = session.uidValidityNow;
+    if (validity === undefined) throw new Error("the mail server has not been read yet; try again later");
+    return session.voicemailsOf(mailbox).map(({ uid, seen, voicemail }) => {
+      const time = voicemail.info.time !== undefined ? Date.parse(voicemail.info.time) : NaN;
+      return {
+        id: ImapGateway.idOf(validity, uid),
+        fresh: !seen,
+        urgent: voicemail.urgent,
+        ...(voicemail.info.ani !== undefined ? { callerNumber: voicemail.info.ani } : {}),
+        ...(voicemail.info.callerName !== undefined ? { callerName: voicemail.info.callerName } : {}),
+        ...(Number.isFinite(time) ? { time } : {}),
+        ...(voicemail.info.duration !== undefined ? { duration: voicemail.info.duration } : {}),
+      };
+    });
+  }
+
+  /**
+   * Marks seen, or deletes, only mails that the watch filed under this mailbox, under the
+   * UIDVALIDITY they were learnt in; then the watching session resyncs, and reports the counts.
+   */
+  private async change(mailbox: string, ids: readonly string[], kind: MailChange["kind"]): Promise<void> {
+    const { session, credentials } = this.readerOf(mailbox);
+    const validity = session.uidValidityNow;
+    if (validity === undefined) throw new Error("the mail server has not been read yet; try again later");
+    const mine = new Map(session.voicemailsOf(mailbox).map((m) => [ImapGateway.idOf(validity, m.uid), m]));
+    const uids = ids.map((id) => mine.get(id)).filter((m) => m !== undefined && (kind === "delete" || !m.seen)).map((m) => m!.uid);
+    if (kind === "delete" && uids.length !== 1) throw new Error("there is no such message any more");
+    if (!uids.length) return;
+    const change: MailChange = kind === "delete" ? { kind, uid: uids[0]! } : { kind, uids };
+    try {
+      await changeMails(this.system.imap, credentials, this.system.imap.folder, validity, change, (line) => this.host.log.warn(`${this.systemId}: ${mailbox}: ${line}`));
+    } catch (err) {
+      this.host.log.warn(`${this.systemId}: ${kind === "delete" ? "deleting a mail" : "marking mails read"} of ${mailbox} failed: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      await session.refresh().catch(() => undefined);
+    }
+    this.host.log.info(`${this.systemId}: ${kind === "delete" ? "deleted one mail" : `marked ${uids.length} mail(s) read`} of ${mailbox}`);
   }
 
   /**

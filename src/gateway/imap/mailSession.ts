@@ -5,7 +5,8 @@
  * the poll, a reconnect) resyncs with one FETCH of UID and FLAGS: a mail marked seen by the
  * user's mail client costs that one FETCH, not a re-parse. It reports each wanted mailbox's
  * counts after every (re)connect and whenever they or the newest message change.
- * Nothing on the server is ever changed: no STORE, no EXPUNGE, no MOVE, no APPEND.
+ * This session never changes anything on the server: no STORE, no EXPUNGE, no MOVE, no APPEND
+ * (`!heard` and `!delete` use a short read-write session of their own, mailWrite.ts).
  */
 import type { ImapFlow } from "imapflow";
 import type { Logger } from "matrix-appservice-bridge";
@@ -103,6 +104,25 @@ export class MailSession {
   /** Reports a mailbox again even if unchanged (a new watch wants its first report). */
   async reportNow(mailbox: string): Promise<void> {
     this.reported.delete(mailbox);
+    if (this.synced) await this.sync();
+  }
+
+  /** The folder's UIDVALIDITY on the current connection: a UID means nothing under another one. */
+  get uidValidityNow(): bigint | undefined {
+    return this.synced ? this.uidValidity : undefined;
+  }
+
+  /** The voicemails of one mailbox as the last sync saw them (not the deleted ones), newest (highest UID) first. */
+  voicemailsOf(mailbox: string): { uid: number; seen: boolean; voicemail: VoicemailMail }[] {
+    const out: { uid: number; seen: boolean; voicemail: VoicemailMail }[] = [];
+    for (const [uid, mail] of this.known) {
+      if (mail.voicemail && !mail.deleted && mail.voicemail.mailbox === mailbox) out.push({ uid, seen: mail.seen, voicemail: mail.voicemail });
+    }
+    return out.sort((a, b) => b.uid - a.uid);
+  }
+
+  /** Resyncs now: another session changed flags or expunged, and the counts should follow at once. */
+  async refresh(): Promise<void> {
     if (this.synced) await this.sync();
   }
 
