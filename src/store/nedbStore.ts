@@ -33,6 +33,7 @@ import {
   type ExtraTarget,
   type MailboxLink,
   type OutboxEntry,
+  type OutboxStats,
   type Profile,
   type StoreContents,
   type StoreCounts,
@@ -543,6 +544,13 @@ export class NedbStore implements TransferableStore {
   async outboxTargetKeys(ownerId: string): Promise<string[]> {
     const docs = await this.outbox.find<Pick<OutboxEntry, "targetKey">>({ ownerId }, { targetKey: 1, _id: 0 });
     return [...new Set(docs.map((d) => d.targetKey))];
+  }
+
+  async outboxStats(): Promise<OutboxStats> {
+    this.check();
+    const depth = await this.outbox.count({});
+    const [oldest] = depth ? await this.outbox.find<OutboxEntry>({}, { createdAt: 1, _id: 0 }).sort({ createdAt: 1 }).limit(1) : [];
+    return { depth, ...(oldest ? { oldestCreatedAt: oldest.createdAt } : {}) };
   }
 
   async maxOutboxSeq(): Promise<number> {
