@@ -77,7 +77,15 @@ export class BridgeInfoKeeper {
     if (running) return running;
     const done = this.bring(intent, roomId, events)
       .then(() => void this.checked.add(roomId))
-      .catch((err: Error) => this.log.warn(`could not set the bridge info in ${roomId}: ${err.message}; trying again with the next delivery`))
+      .catch((err: Error & { statusCode?: number }) => {
+        if (err.statusCode === 403) {
+          // The bot may not set state there (a room the user made with other power levels): asking again would only repeat the refusal.
+          this.checked.add(roomId);
+          this.log.info(`the bot may not set the bridge info in ${roomId} (${err.message}); left without it`);
+        } else {
+          this.log.warn(`could not set the bridge info in ${roomId}: ${err.message}; trying again with the next delivery`);
+        }
+      })
       .finally(() => this.running.delete(roomId));
     this.running.set(roomId, done);
     return done;

@@ -164,6 +164,7 @@ export class DmRooms {
     await this.store.saveDmRoom(room);
     this.log.info(`DM ${roomId} between ${bot.userId} and ${userId} ${how}; kept`);
     await this.indexDirect(intent, userId, roomId);
+    void this.ensureBridgeInfo(room);
     return room;
   }
 
@@ -173,6 +174,8 @@ export class DmRooms {
       const previous = await this.store.getDmRoom(userId, bot.userId);
       await this.store.saveDmRoom({ userId, botUserId: bot.userId, roomId, userJoined: true, createdAt: Date.now() });
       await this.indexDirect(this.bots.intent(bot), userId, roomId);
+      // A room the user made: it lacks the bridge info.
+      void this.ensureBridgeInfo({ userId, botUserId: bot.userId, roomId });
       if (previous && previous.roomId !== roomId) {
         this.log.info(`DM of ${userId} with ${bot.userId} moved from ${previous.roomId} to ${roomId}`);
         await this.retire(bot, previous, roomId);
