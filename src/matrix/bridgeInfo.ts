@@ -9,17 +9,12 @@
 import { isDeepStrictEqual } from "node:util";
 import type { Intent, Logger } from "matrix-appservice-bridge";
 import type { Bot } from "./bots.js";
+import type { StateEventInit } from "./membership.js";
 
 export const BRIDGE_INFO_EVENT_TYPES = ["m.bridge", "uk.half-shot.bridge"] as const;
 /** The bridge's name in state keys, in the reverse-domain form MSC2346 suggests. */
 export const BRIDGE_NAME = "org.voicemail";
 export const PROTOCOL = { id: "voicemail", displayname: "Voicemail" } as const;
-
-export interface StateEventInit {
-  type: string;
-  state_key: string;
-  content: Record<string, unknown>;
-}
 
 export interface BridgeInfoContent extends Record<string, unknown> {
   bridgebot: string;

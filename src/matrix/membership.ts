@@ -1,6 +1,5 @@
 /** Rooms and memberships as the homeserver sees them. */
 import type { Intent } from "matrix-appservice-bridge";
-import type { StateEventInit } from "./bridgeInfo.js";
 
 interface ErrorLike {
   errcode?: string;
@@ -72,6 +71,13 @@ export function oneToOneMembership(room: RoomMembers, botUserId: string, userId:
   if (room.members.size !== 2 || room.members.get(botUserId) !== "join") return undefined;
   const membership = room.members.get(userId);
   return membership === "join" || membership === "invite" ? membership : undefined;
+}
+
+/** A state event for a room's `initial_state`. */
+export interface StateEventInit {
+  type: string;
+  state_key: string;
+  content: Record<string, unknown>;
 }
 
 /** Opens a direct chat from a bot to one user (invited, not yet joined), with these state events; returns the room ID. */

@@ -8,7 +8,7 @@ import { afterEach, describe, it } from "node:test";
 import { PrometheusMetrics } from "matrix-appservice-bridge";
 import { Registry } from "prom-client";
 import { addScrapeGauges, createMetrics, type VoicemailMetrics } from "../../src/util/metrics.js";
-import { readiness, readinessAnswer, ReadinessState } from "../../src/app/readiness.js";
+import { readiness, readinessAnswer, ReadinessState, serveHealth } from "../../src/app/readiness.js";
 import { BRIDGE_INFO_EVENT_TYPES, bridgeInfoContent, bridgeInfoStateKey } from "../../src/matrix/bridgeInfo.js";
 import type { Bot } from "../../src/matrix/bots.js";
 import type { SystemConfig } from "../../src/config/types.js";
@@ -144,6 +144,26 @@ describe("readiness", () => {
     assert.deepEqual(readinessAnswer(state.now()), { status: 200, body: { ready: true } });
     state.systems.pbx = "stopped";
     assert.deepEqual(readinessAnswer(state.now()).body.notReady, ["system pbx: stopped"]);
+  });
+});
+
+describe("health routes", () => {
+  const state = Object.assign(new ReadinessState(["pbx"]), { storeOpen: true, homeserverAnswered: true });
+  it("/live is 200 always; /ready follows the state, without a token", () => {
+    const routes = new Map<string, { authenticate?: boolean; handler: (req: unknown, res: never) => void }>();
+    serveHealth({ addAppServicePath: (o) => void routes.set(o.path, o) }, state);
+    const call = (path: string) => {
+      let answer: { status: number; body: unknown } | undefined;
+      routes.get(path)!.handler({}, { status: (status: number) => ({ json: (body: unknown) => void (answer = { status, body }) }) } as never);
+      return answer!;
+    };
+    assert.equal(routes.get("/live")!.authenticate, false);
+    assert.equal(routes.get("/ready")!.authenticate, false);
+    assert.deepEqual(call("/live"), { status: 200, body: { live: true } });
+    assert.deepEqual(call("/ready"), { status: 503, body: { ready: false, notReady: ["system pbx: starting"] } });
+    state.systems.pbx = "started";
+    assert.deepEqual(call("/ready"), { status: 200, body: { ready: true } });
+    assert.deepEqual(call("/live"), { status: 200, body: { live: true } });
   });
 });
 
