@@ -228,6 +228,16 @@ describe("bridge info (MSC2346)", () => {
     assert.equal(b.hs.messages(room, CARRIER_BOT).length, 4, "every change told");
   });
 
+  it("a DM the user made and invited the bot into gets it when the bot adopts it", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    const room = b.hs.createRoom(ALICE, [CARRIER_BOT]);
+    b.hs.setMembership(CARRIER_BOT, room, "join");
+    await b.dms.adopt(ALICE, b.bots.forSystem("carrier"), room);
+    await b.until(() => b.hs.stateEvents(room, "uk.half-shot.bridge").length === 1, "bridge info set");
+    assert.equal(b.hs.stateEvents(room, "m.bridge")[0]!.state_key, "org.voicemail://carrier/@alice:localhost");
+  });
+
   it("a failure to set it is one log line and tried again with the next delivery; the delivery is not held up", async () => {
     const b = (bridge = new FakeBridge());
     await b.start();
