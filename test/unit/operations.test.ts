@@ -12,6 +12,9 @@ import { readiness, readinessAnswer, ReadinessState, serveHealth } from "../../s
 import { BRIDGE_INFO_EVENT_TYPES, bridgeInfoContent, bridgeInfoStateKey } from "../../src/matrix/bridgeInfo.js";
 import type { Bot } from "../../src/matrix/bots.js";
 import type { SystemConfig } from "../../src/config/types.js";
+import { Logger } from "matrix-appservice-bridge";
+import { AmiGateway } from "../../src/gateway/ami/amiGateway.js";
+import { FakeAmi, until } from "./amiServer.js";
 import { CARRIER_BOT, FakeBridge, MAIN_BOT, QUICK, type FakeRequest } from "./fakeMatrix.js";
 
 const ALICE = "@alice:localhost";
@@ -118,6 +121,35 @@ describe("metrics", () => {
     assert.match(text, /^bridge_voicemail_outbox_oldest_age_seconds 0$/m);
     assert.match(text, /^bridge_voicemail_system_connections\{system="pbx",kind="sip",state="active"\} 3$/m);
     assert.doesNotMatch(text, /state="pending"/);
+  });
+});
+
+describe("gateway status for the connections gauge", () => {
+  it("AMI: retrying while the PBX is away, connected once logged in, retrying again when it goes", async () => {
+    const ami = await FakeAmi.start();
+    const port = ami.port;
+    await ami.close();
+    const gateway = new AmiGateway(
+      { id: "pbx", kind: "ami", ami: { host: "127.0.0.1", port, username: "bridge", secret: "s3cret", context: "default", keepAliveSeconds: 30, actionTimeoutSeconds: 2, resync: { concurrency: 2, perSecond: 100 } } },
+      { acceptUpdate: async () => undefined, log: new Logger("test") },
+    );
+    const up = await FakeAmi.start();
+    try {
+      await gateway.start();
+      assert.deepEqual(gateway.status(), { connected: 0, retrying: 1 });
+      await gateway.stop();
+      const live = new AmiGateway(
+        { id: "pbx", kind: "ami", ami: { host: "127.0.0.1", port: up.port, username: "bridge", secret: "s3cret", context: "default", keepAliveSeconds: 30, actionTimeoutSeconds: 2, resync: { concurrency: 2, perSecond: 100 } } },
+        { acceptUpdate: async () => undefined, log: new Logger("test") },
+      );
+      await live.start();
+      await until("connected", () => live.status().connected === 1);
+      await up.close();
+      await until("retrying", () => live.status().retrying === 1);
+      await live.stop();
+    } finally {
+      await up.close().catch(() => undefined);
+    }
   });
 });
 
