@@ -15,6 +15,8 @@ import type { SystemConfig } from "../../src/config/types.js";
 import { Logger } from "matrix-appservice-bridge";
 import { AmiGateway } from "../../src/gateway/ami/amiGateway.js";
 import { FakeAmi, until } from "./amiServer.js";
+import { SipGateway } from "../../src/gateway/sip/sipGateway.js";
+import type { SipSystemConfig } from "../../src/config/types.js";
 import { CARRIER_BOT, FakeBridge, MAIN_BOT, QUICK, type FakeRequest } from "./fakeMatrix.js";
 
 const ALICE = "@alice:localhost";
@@ -149,6 +151,34 @@ describe("gateway status for the connections gauge", () => {
       await live.stop();
     } finally {
       await up.close().catch(() => undefined);
+    }
+  });
+
+  it("SIP: a subscription not answered yet counts as init; one unwatched is gone from the counts", async () => {
+    const system = {
+      id: "office",
+      name: "Office",
+      botLocalpart: "vm_office",
+      kind: "sip",
+      sip: {
+        // The discard port: nothing answers, the subscription stays where it starts.
+        server: { host: "127.0.0.1", port: 9, transport: "udp", rejectUnauthorized: true },
+        local: { bindAddress: "127.0.0.1", port: 0, maxConnections: 64, maxConnectionsPerSource: 8, idleTimeoutSeconds: 120, messageTimeoutSeconds: 10 },
+        expires: 3600,
+        allowAuthUser: false,
+        unsolicitedSources: [],
+      },
+    } as unknown as SipSystemConfig;
+    const gw = new SipGateway(system, { acceptUpdate: async () => undefined, log: new Logger("test") });
+    await gw.start();
+    try {
+      assert.deepEqual(gw.status(), { init: 0, pending: 0, active: 0, terminated: 0 });
+      void gw.watching.watch("2001", { username: "2001", password: "pw" });
+      await until("subscribing", () => gw.status().init === 1);
+      await gw.watching.unwatch("2001");
+      assert.equal(gw.status().init, 0);
+    } finally {
+      await gw.stop();
     }
   });
 });
