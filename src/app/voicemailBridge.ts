@@ -147,7 +147,10 @@ export class VoicemailBridge {
         acceptUpdate: (u) => {
           metrics?.updatesReceived.inc({ system: system.id, kind: system.kind });
           return mailboxes.acceptUpdate(u);
-        }, log: new Logger(`Gateway:${system.id}`), ...(metrics ? { metrics } : {}) };
+        },
+        log: new Logger(`Gateway:${system.id}`),
+        ...(metrics ? { metrics } : {}),
+      };
       const gateway = createGateway(system, host);
       this.gateways.set(system.id, gateway);
       if (gateway.http) {

@@ -399,7 +399,9 @@ export class DeliveryService {
       this.attempts.delete(key);
       this.homeserverWell();
       this.metrics?.notifications.inc({ outcome: "delivered" }, entries.length);
-      if (room.dm) void this.dms.ensureBridgeInfo(room.dm);
+      // Rooms the bridge made (not a user's room target): the bridge info (MSC2346), once.
+      const made = room.dm ?? (room.extra?.kind === "account" && room.extra.roomId ? { roomId: room.extra.roomId, userId: room.extra.ownerId, botUserId: room.bot.userId } : undefined);
+      if (made) void this.dms.ensureBridgeInfo(made);
       for (const e of entries) {
         if (e.change) this.metrics?.deliverySeconds.observe({ system: e.change.current.systemId }, (Date.now() - e.createdAt) / 1000);
       }

@@ -300,6 +300,23 @@ describe("bridge info (MSC2346)", () => {
     assert.equal(b.hs.stateEvents(room, "m.bridge")[0]!.state_key, "org.voicemail://carrier/@alice:localhost");
   });
 
+  it("a room the bridge opens for an extra account carries it from creation: the owner's voicemail, told by the main bot", async () => {
+    const b = (bridge = new FakeBridge());
+    await b.start();
+    await b.link(ALICE);
+    await b.targets.add(ALICE, "@erin:localhost");
+    const erinRoom = b.hs.roomOf(MAIN_BOT, "@erin:localhost")!;
+    b.hs.setMembership("@erin:localhost", erinRoom, "join");
+    await b.mwi("1001", 1);
+    await b.until(() => b.hs.messages(erinRoom, MAIN_BOT).length > 0, "erin is told");
+    for (const type of BRIDGE_INFO_EVENT_TYPES) {
+      const events = b.hs.stateEvents(erinRoom, type);
+      assert.equal(events.length, 1, type);
+      assert.equal(events[0]!.state_key, "org.voicemail://@alice:localhost");
+      assert.deepEqual((events[0]!.content as { channel?: unknown }).channel, { id: ALICE, displayname: "Voicemail" });
+    }
+  });
+
   it("a failure to set it is one log line and tried again with the next delivery; the delivery is not held up", async () => {
     const b = (bridge = new FakeBridge());
     await b.start();
