@@ -1,5 +1,6 @@
 /**
- * What `/ready` answers: ready only when the store is open, the homeserver has answered (the
+ * What `/ready` answers: ready only when the store is open (and has not stopped after a failed
+ * write), the homeserver has answered (the
  * start-up ping or any later request) and every voice mail system is started (connected, or
  * retrying on its own: a PBX that is down is the system's trouble, not a reason to restart the
  * bridge). `/live` answers 200 while the process runs.
@@ -7,6 +8,8 @@
 
 export interface ReadinessInput {
   storeOpen: boolean;
+  /** Why an open store takes no more updates, if so. */
+  storeProblem?: string | undefined;
   homeserverAnswered: boolean;
   /** Per system: started (connected or retrying), or not (yet, or no more). */
   systems: Record<string, "started" | "starting" | "stopped">;
@@ -21,6 +24,7 @@ export interface Readiness {
 export function readiness(input: ReadinessInput): Readiness {
   const notReady: string[] = [];
   if (!input.storeOpen) notReady.push("store: not open");
+  else if (input.storeProblem) notReady.push(`store: ${input.storeProblem}`);
   if (!input.homeserverAnswered) notReady.push("homeserver: has not answered yet");
   for (const [id, state] of Object.entries(input.systems)) if (state !== "started") notReady.push(`system ${id}: ${state}`);
   return { ready: notReady.length === 0, notReady };
@@ -29,6 +33,8 @@ export function readiness(input: ReadinessInput): Readiness {
 /** The state /ready reads, set as start-up and shut-down go. */
 export class ReadinessState {
   storeOpen = false;
+  /** Asked on each /ready: the store may stop after a failed write. */
+  storeProblem: () => string | undefined = () => undefined;
   homeserverAnswered = false;
   readonly systems: Record<string, "started" | "starting" | "stopped"> = {};
 
@@ -37,7 +43,7 @@ export class ReadinessState {
   }
 
   now(): Readiness {
-    return readiness({ storeOpen: this.storeOpen, homeserverAnswered: this.homeserverAnswered, systems: this.systems });
+    return readiness({ storeOpen: this.storeOpen, storeProblem: this.storeProblem(), homeserverAnswered: this.homeserverAnswered, systems: this.systems });
   }
 }
 

@@ -87,6 +87,7 @@ export class VoicemailBridge {
     const readiness = (this.readiness = new ReadinessState(config.systems.map((s) => s.id)));
     const store = (this.store = await openStore(config.database.uri, new Logger("Store")));
     readiness.storeOpen = true;
+    readiness.storeProblem = () => store.problem?.();
     const pruned = await store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS);
     if (pruned) this.log.debug(`forgot ${pruned} old handled event IDs`);
 

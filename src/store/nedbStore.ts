@@ -223,6 +223,10 @@ export class NedbStore implements TransferableStore {
     (this.log.error ?? this.log.warn)(`the store in ${this.dir} stops: ${reason}; it takes no more updates: fix the disk and restart the bridge`);
   }
 
+  problem(): string | undefined {
+    return this.broken && "stopped after a failed write (see the log); fix the disk and restart the bridge";
+  }
+
   private check(): void {
     if (this.broken) throw new Error(`the store in ${this.dir} is stopped after a failed write: ${this.broken}`);
   }

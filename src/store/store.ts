@@ -135,6 +135,8 @@ export interface DmRoom {
 
 export interface VoicemailStore {
   close(): Promise<void>;
+  /** Why the store takes no more updates (it stopped after a write it could not undo), if it does not: /ready reads it. */
+  problem?(): string | undefined;
 
   getProfile(userId: string): Promise<Profile | undefined>;
   updateProfile(userId: string, patch: Partial<Omit<Profile, "userId" | "createdAt">>): Promise<Profile>;

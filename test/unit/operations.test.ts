@@ -190,6 +190,10 @@ describe("readiness", () => {
     const r = readiness({ storeOpen: false, homeserverAnswered: false, systems: { a: "started", b: "starting", c: "stopped" } });
     assert.equal(r.ready, false);
     assert.deepEqual(r.notReady, ["store: not open", "homeserver: has not answered yet", "system b: starting", "system c: stopped"]);
+    assert.deepEqual(readiness({ storeOpen: true, storeProblem: "stopped after a failed write", homeserverAnswered: true, systems: {} }), {
+      ready: false,
+      notReady: ["store: stopped after a failed write"],
+    });
   });
 
   it("the state goes from starting to ready and back on stop; 503 names what is missing", () => {
@@ -204,6 +208,9 @@ describe("readiness", () => {
     assert.equal(readinessAnswer(state.now()).status, 503);
     state.systems.carrier = "started";
     assert.deepEqual(readinessAnswer(state.now()), { status: 200, body: { ready: true } });
+    state.storeProblem = () => "stopped after a failed write";
+    assert.deepEqual(readinessAnswer(state.now()).body.notReady, ["store: stopped after a failed write"]);
+    state.storeProblem = () => undefined;
     state.systems.pbx = "stopped";
     assert.deepEqual(readinessAnswer(state.now()).body.notReady, ["system pbx: stopped"]);
   });
