@@ -16,6 +16,8 @@ import { Logger } from "matrix-appservice-bridge";
 import { AmiGateway } from "../../src/gateway/ami/amiGateway.js";
 import { FakeAmi, until } from "./amiServer.js";
 import { SipGateway } from "../../src/gateway/sip/sipGateway.js";
+import { ImapGateway } from "../../src/gateway/imap/imapGateway.js";
+import { DEFAULT_RULES } from "../../src/gateway/imap/settings.js";
 import type { SipSystemConfig } from "../../src/config/types.js";
 import { CARRIER_BOT, FakeBridge, MAIN_BOT, QUICK, type FakeRequest } from "./fakeMatrix.js";
 
@@ -152,6 +154,19 @@ describe("gateway status for the connections gauge", () => {
     } finally {
       await up.close().catch(() => undefined);
     }
+  });
+
+  it("IMAP: the shared account's session reads retrying while the server cannot be reached; none once stopped", async () => {
+    const closed = await FakeAmi.start();
+    const port = closed.port;
+    await closed.close();
+    const imap = { host: "127.0.0.1", port, tls: false, rejectUnauthorized: true, folder: "INBOX", pollSeconds: 60, maxMessages: 100, maxFetchBytes: 65536, senders: [], rules: DEFAULT_RULES, username: "voicemail", password: "pw" };
+    const gw = new ImapGateway({ id: "mail", kind: "imap", imap }, { acceptUpdate: async () => undefined, log: new Logger("test") });
+    assert.deepEqual(gw.status(), { connected: 0, retrying: 0 });
+    await gw.start();
+    assert.deepEqual(gw.status(), { connected: 0, retrying: 1 });
+    await gw.stop();
+    assert.deepEqual(gw.status(), { connected: 0, retrying: 0 });
   });
 
   it("SIP: a subscription not answered yet counts as init; one unwatched is gone from the counts", async () => {
