@@ -15,6 +15,7 @@ import { extraTarget, ownerCannotPost, ownerPower } from "../delivery/targets.js
 import { accountRoomName } from "../core/format.js";
 import type { BotDirectory } from "../matrix/bots.js";
 import { membershipOf, openDirectRoom } from "../matrix/membership.js";
+import { bridgeInfoEvents } from "../matrix/bridgeInfo.js";
 import type { ExtraTarget, VoicemailStore } from "../store/store.js";
 
 export const USER_ID = /^@[^:\s]+:[^\s]+$/;
@@ -106,6 +107,8 @@ export class TargetService {
         account,
         accountRoomName(ownerId),
         `${ownerId} asked the voicemail bridge to tell you about their voicemail. Leave this room to refuse.`,
+        // The room shows the owner's voicemail: the bridge info says so (MSC2346).
+        bridgeInfoEvents(this.bots.main.userId, this.bots.main, ownerId),
       );
       await this.store.updateTarget({ ...target, roomId });
     } catch (err) {

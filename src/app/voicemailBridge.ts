@@ -22,7 +22,8 @@ import { openStore } from "../store/openStore.js";
 import { SecretBox } from "../store/secretBox.js";
 import type { VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
-import { createMetrics, type VoicemailMetrics } from "../util/metrics.js";
+import { addScrapeGauges, createMetrics, type VoicemailMetrics } from "../util/metrics.js";
+import { ReadinessState, serveHealth } from "./readiness.js";
 import { MailboxService } from "./mailboxService.js";
 import { TargetService } from "./targetService.js";
 import { UserViews } from "../delivery/userViews.js";
@@ -69,6 +70,8 @@ export class VoicemailBridge {
   private extraServers: Server[] = [];
   private adminServer?: Server;
   private pruneTimer?: NodeJS.Timeout;
+  /** What /ready answers; set as start-up and shut-down go. */
+  private readiness?: ReadinessState;
   private readonly log = new Logger("VoicemailBridge");
 
   constructor(
@@ -84,7 +87,10 @@ export class VoicemailBridge {
     if (mismatch) {
       throw new Error(`${this.registrationPath} does not fit the config: ${mismatch}. Run generate-registration again and reload the homeserver.`);
     }
+    const readiness = (this.readiness = new ReadinessState(config.systems.map((s) => s.id)));
     const store = (this.store = await openStore(config.database.uri, new Logger("Store")));
+    readiness.storeOpen = true;
+    readiness.storeProblem = () => store.problem?.();
     const pruned = await store.forgetHandledEventsBefore(Date.now() - HANDLED_EVENT_RETENTION_MS);
     if (pruned) this.log.debug(`forgot ${pruned} old handled event IDs`);
 
@@ -111,7 +117,14 @@ export class VoicemailBridge {
     }));
 
     let metrics: VoicemailMetrics | undefined;
-    if (config.metrics.enabled) metrics = createMetrics(bridge.getPrometheusMetrics(true));
+    if (config.metrics.enabled) {
+      const prometheus = bridge.getPrometheusMetrics(true);
+      metrics = createMetrics(prometheus);
+      addScrapeGauges(prometheus, {
+        outbox: () => store.outboxStats(),
+        systems: () => config.systems.map((s) => ({ systemId: s.id, kind: s.kind, status: this.gateways.get(s.id)?.status?.() ?? {} })),
+      });
+    }
 
     const userQueue = new KeyedQueue();
     const bots = new BotDirectory(config, bridge, registeredBots);
@@ -134,7 +147,14 @@ export class VoicemailBridge {
     };
     const mainRouter = routerFor("appservice");
     for (const system of config.systems) {
-      const host: GatewayHost = { acceptUpdate: (u) => mailboxes.acceptUpdate(u), log: new Logger(`Gateway:${system.id}`), ...(metrics ? { metrics } : {}) };
+      const host: GatewayHost = {
+        acceptUpdate: (u) => {
+          metrics?.updatesReceived.inc({ system: system.id, kind: system.kind });
+          return mailboxes.acceptUpdate(u);
+        },
+        log: new Logger(`Gateway:${system.id}`),
+        ...(metrics ? { metrics } : {}),
+      };
       const gateway = createGateway(system, host);
       this.gateways.set(system.id, gateway);
       if (gateway.http) {
@@ -147,6 +167,7 @@ export class VoicemailBridge {
     // Before anything acts as a bot: an Intent that thinks its bot unregistered tries to register it.
     // A homeserver that is still starting, restarting or rate limiting is waited for, not a reason to exit.
     await retryTransient("registering the bots", () => bots.registerAll(this.log), this.log);
+    readiness.homeserverAnswered = true;
     await bridge.listen(
       config.appservice.port,
       config.appservice.bindAddress,
@@ -160,6 +181,7 @@ export class VoicemailBridge {
       this.log.info(`webhook listener on ${key}`);
     }
     servePing(bridge, new Logger("Ping"));
+    serveHealth(bridge, readiness);
     this.log.info(`listening on ${config.appservice.bindAddress}:${config.appservice.port}`);
     const pinged = pingHomeserver(bridge.getBot().getClient(), registration.id, this.log);
 
@@ -169,6 +191,7 @@ export class VoicemailBridge {
     void targets.reviewJoinedRooms().catch((err: Error) => this.log.warn(`could not review the main bot's rooms: ${err.message}`));
     for (const gateway of this.gateways.values()) {
       await gateway.start();
+      readiness.systems[gateway.systemId] = "started";
       const watched = await mailboxes.watchAll(gateway.systemId);
       if (watched) this.log.info(`${gateway.systemId}: watching ${watched} mailbox(es)`);
     }
@@ -193,9 +216,13 @@ export class VoicemailBridge {
     // First: no admin change may reach services that are stopping.
     if (this.adminServer) await new Promise((r) => this.adminServer!.close(r));
     await this.delivery?.stop();
-    for (const gateway of this.gateways.values()) await gateway.stop().catch(() => undefined);
+    for (const gateway of this.gateways.values()) {
+      if (this.readiness) this.readiness.systems[gateway.systemId] = "stopped";
+      await gateway.stop().catch(() => undefined);
+    }
     for (const server of this.extraServers) await new Promise((r) => server.close(r));
     await this.bridge?.close().catch(() => undefined);
+    if (this.readiness) this.readiness.storeOpen = false;
     await this.store?.close();
     this.log.info("stopped");
   }

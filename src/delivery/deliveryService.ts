@@ -373,6 +373,7 @@ export class DeliveryService {
       if (room.action === "drop") {
         await this.store.removeOutboxEntries(waiting.map((e) => e.id));
         if (recorded) await this.store.completeBatch(recorded);
+        this.metrics?.notifications.inc({ outcome: "dropped" }, waiting.length);
         this.log.info(`dropped ${waiting.length} notification(s) for ${key}: ${room.reason}`);
       } else {
         if (room.invitedAt !== undefined && !recorded) await this.expire(key, waiting, room.invitedAt);
@@ -397,6 +398,10 @@ export class DeliveryService {
       await this.store.completeBatch(round.batch);
       this.attempts.delete(key);
       this.homeserverWell();
+      this.metrics?.notifications.inc({ outcome: "delivered" }, entries.length);
+      // Rooms the bridge made (not a user's room target): the bridge info (MSC2346), once.
+      const made = room.dm ?? (room.extra?.kind === "account" && room.extra.roomId ? { roomId: room.extra.roomId, userId: room.extra.ownerId, botUserId: room.bot.userId } : undefined);
+      if (made) void this.dms.ensureBridgeInfo(made);
       for (const e of entries) {
         if (e.change) this.metrics?.deliverySeconds.observe({ system: e.change.current.systemId }, (Date.now() - e.createdAt) / 1000);
       }
@@ -405,6 +410,7 @@ export class DeliveryService {
       const attempt = (this.attempts.get(key) ?? 0) + 1;
       this.attempts.set(key, attempt);
       const failure = classifyFailure(err, attempt, this.timing.retry);
+      this.metrics?.deliveryFailures.inc({ kind: failure.kind });
       if (!round.lookFirst && round.batch.done.every((d) => d.step.startsWith("state:")) && !failure.maybeStored) {
         // No message of it can be in the room: later changes may still join it. The state it set
         // (the rename that goes first) is set again for what the batch then says.
@@ -420,6 +426,7 @@ export class DeliveryService {
       if (failure.kind === "fatal") {
         this.log.error(`${key}: the homeserver refused ${entries.length} notification(s) (${failure.reason}); they are dropped`);
         await this.store.completeBatch(round.batch);
+        this.metrics?.notifications.inc({ outcome: "dropped" }, entries.length);
         return true;
       }
       this.log.warn(`${key}: delivery failed (${failure.reason}); retrying in ${Math.round(failure.afterMs)} ms`);

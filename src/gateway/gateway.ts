@@ -95,6 +95,12 @@ export interface VoicemailGateway {
   start(): Promise<void>;
   stop(): Promise<void>;
 
+  /**
+   * Its connections, subscriptions or sessions by state (e.g. `{ connected: 1 }`, `{ active: 40,
+   * pending: 2 }`): read on each metrics scrape, so it only counts what it holds in memory.
+   */
+  status?(): Record<string, number>;
+
   readonly linking?: LinkingCapability;
   readonly callVerification?: CallVerificationCapability;
   readonly watching?: WatchingCapability;

@@ -12,6 +12,7 @@ import type { Intent, Logger } from "matrix-appservice-bridge";
 import pLimit from "p-limit";
 import type { DmRoom, VoicemailStore } from "../store/store.js";
 import { KeyedQueue } from "../util/keyedQueue.js";
+import { BridgeInfoKeeper, bridgeInfoEvents } from "./bridgeInfo.js";
 import { AccountData, PENDING_DMS_EVENT_TYPE, withDirectRoom, withoutDirectRoom, type DirectRooms } from "./accountData.js";
 import type { Bot, BotDirectory } from "./bots.js";
 import { messageContent } from "./content.js";
@@ -30,12 +31,25 @@ const notice = (body: string) => messageContent({ body, html: body }, "m.notice"
 export class DmRooms {
   private readonly creating = new KeyedQueue();
   private readonly accountData = new AccountData();
+  private readonly bridgeInfo: BridgeInfoKeeper;
 
   constructor(
     private readonly store: VoicemailStore,
     private readonly bots: BotDirectory,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.bridgeInfo = new BridgeInfoKeeper(log);
+  }
+
+  /**
+   * Gives a DM made before the bridge set the bridge info (MSC2346) its state events, once per
+   * room and process; never rejects. Called after a delivery, so it costs nothing before one.
+   */
+  ensureBridgeInfo(room: Pick<DmRoom, "roomId" | "userId" | "botUserId">): Promise<void> {
+    const bot = this.bots.byUser(room.botUserId);
+    if (!bot) return Promise.resolve();
+    return this.bridgeInfo.ensure(this.bots.intent(bot), room.roomId, bridgeInfoEvents(this.bots.main.userId, bot, room.userId));
+  }
 
   get(userId: string, bot: Bot): Promise<DmRoom | undefined> {
     return this.store.getDmRoom(userId, bot.userId);
@@ -54,7 +68,8 @@ export class DmRooms {
       // Noted first: if the answer to createRoom is lost, the next attempt knows to look.
       await this.accountData.update<PendingDms>(intent, PENDING_DMS_EVENT_TYPE, (pending) => ({ ...pending, [userId]: Date.now() }));
       const topic = bot.system ? `Voicemail notifications from ${bot.system.name}. Say !help for commands.` : "Voicemail bridge. Say !help for commands.";
-      const roomId = await openDirectRoom(intent, userId, bot.displayName, topic);
+      const roomId = await openDirectRoom(intent, userId, bot.displayName, topic, bridgeInfoEvents(this.bots.main.userId, bot, userId));
+      this.bridgeInfo.noteSet(roomId);
       const room: DmRoom = { userId, botUserId: bot.userId, roomId, userJoined: false, createdAt: Date.now(), lastName: bot.displayName };
       await this.store.saveDmRoom(room);
       this.log.info(`opened DM ${roomId} between ${bot.userId} and ${userId}`);
@@ -149,6 +164,7 @@ export class DmRooms {
     await this.store.saveDmRoom(room);
     this.log.info(`DM ${roomId} between ${bot.userId} and ${userId} ${how}; kept`);
     await this.indexDirect(intent, userId, roomId);
+    void this.ensureBridgeInfo(room);
     return room;
   }
 
@@ -158,6 +174,8 @@ export class DmRooms {
       const previous = await this.store.getDmRoom(userId, bot.userId);
       await this.store.saveDmRoom({ userId, botUserId: bot.userId, roomId, userJoined: true, createdAt: Date.now() });
       await this.indexDirect(this.bots.intent(bot), userId, roomId);
+      // A room the user made: it lacks the bridge info.
+      void this.ensureBridgeInfo({ userId, botUserId: bot.userId, roomId });
       if (previous && previous.roomId !== roomId) {
         this.log.info(`DM of ${userId} with ${bot.userId} moved from ${previous.roomId} to ${roomId}`);
         await this.retire(bot, previous, roomId);

@@ -73,11 +73,18 @@ export function oneToOneMembership(room: RoomMembers, botUserId: string, userId:
   return membership === "join" || membership === "invite" ? membership : undefined;
 }
 
-/** Opens a direct chat from a bot to one user (invited, not yet joined); returns the room ID. */
-export async function openDirectRoom(intent: Intent, userId: string, name: string, topic: string): Promise<string> {
+/** A state event for a room's `initial_state`. */
+export interface StateEventInit {
+  type: string;
+  state_key: string;
+  content: Record<string, unknown>;
+}
+
+/** Opens a direct chat from a bot to one user (invited, not yet joined), with these state events; returns the room ID. */
+export async function openDirectRoom(intent: Intent, userId: string, name: string, topic: string, initialState: StateEventInit[] = []): Promise<string> {
   const { room_id: roomId } = await intent.createRoom({
     createAsClient: true,
-    options: { is_direct: true, preset: "trusted_private_chat", visibility: "private", invite: [userId], name, topic },
+    options: { is_direct: true, preset: "trusted_private_chat", visibility: "private", invite: [userId], name, topic, initial_state: initialState },
   });
   return roomId;
 }

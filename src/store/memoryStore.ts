@@ -6,7 +6,7 @@
  */
 import type { MailboxState } from "../core/mwi.js";
 import { countsOf } from "./contents.js";
-import type { DmRoom, ExtraTarget, MailboxLink, OutboxBatch, OutboxEntry, Profile, ProfileQuery, StoreContents, StoreCounts, TransferableStore } from "./store.js";
+import type { DmRoom, ExtraTarget, MailboxLink, OutboxBatch, OutboxEntry, OutboxStats, Profile, ProfileQuery, StoreContents, StoreCounts, TransferableStore } from "./store.js";
 
 const copy = <T>(value: T): T => structuredClone(value);
 const key = (...parts: string[]) => JSON.stringify(parts);
@@ -145,6 +145,12 @@ export class MemoryStore implements TransferableStore {
     const keys = new Set<string>();
     for (const e of this.outbox.values()) if (e.ownerId === ownerId) keys.add(e.targetKey);
     return [...keys];
+  }
+
+  async outboxStats(): Promise<OutboxStats> {
+    let oldest: number | undefined;
+    for (const e of this.outbox.values()) oldest = oldest === undefined ? e.createdAt : Math.min(oldest, e.createdAt);
+    return { depth: this.outbox.size, ...(oldest !== undefined ? { oldestCreatedAt: oldest } : {}) };
   }
 
   async maxOutboxSeq(): Promise<number> {

@@ -33,6 +33,7 @@ import {
   type ExtraTarget,
   type MailboxLink,
   type OutboxEntry,
+  type OutboxStats,
   type Profile,
   type ProfileQuery,
   type StoreContents,
@@ -221,6 +222,10 @@ export class NedbStore implements TransferableStore {
     if (this.broken) return;
     this.broken = reason;
     (this.log.error ?? this.log.warn)(`the store in ${this.dir} stops: ${reason}; it takes no more updates: fix the disk and restart the bridge`);
+  }
+
+  problem(): string | undefined {
+    return this.broken && "stopped after a failed write (see the log); fix the disk and restart the bridge";
   }
 
   private check(): void {
@@ -553,6 +558,13 @@ export class NedbStore implements TransferableStore {
   async outboxTargetKeys(ownerId: string): Promise<string[]> {
     const docs = await this.outbox.find<Pick<OutboxEntry, "targetKey">>({ ownerId }, { targetKey: 1, _id: 0 });
     return [...new Set(docs.map((d) => d.targetKey))];
+  }
+
+  async outboxStats(): Promise<OutboxStats> {
+    this.check();
+    const depth = await this.outbox.count({});
+    const [oldest] = depth ? await this.outbox.find<OutboxEntry>({}, { createdAt: 1, _id: 0 }).sort({ createdAt: 1 }).limit(1) : [];
+    return { depth, ...(oldest ? { oldestCreatedAt: oldest.createdAt } : {}) };
   }
 
   async maxOutboxSeq(): Promise<number> {

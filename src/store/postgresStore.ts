@@ -24,6 +24,7 @@ import type {
   MailboxLink,
   OutboxBatch,
   OutboxEntry,
+  OutboxStats,
   Profile,
   ProfileQuery,
   StoreContents,
@@ -533,6 +534,11 @@ export class PostgresStore implements TransferableStore {
     plain("owner ID", ownerId);
     const rows = await this.sql`SELECT DISTINCT target_key FROM outbox_entries WHERE owner_id = ${ownerId}`;
     return rows.map((r) => r.target_key as string);
+  }
+
+  async outboxStats(): Promise<OutboxStats> {
+    const [row] = await this.sql`SELECT count(*) AS depth, min(created_at) AS oldest FROM outbox_entries`;
+    return { depth: Number(row!.depth), ...(row!.oldest !== null ? { oldestCreatedAt: Number(row!.oldest) } : {}) };
   }
 
   async maxOutboxSeq(): Promise<number> {

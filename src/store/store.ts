@@ -119,6 +119,12 @@ export interface OutboxBatch {
   done: { step: string; eventId?: string }[];
 }
 
+export interface OutboxStats {
+  depth: number;
+  /** `createdAt` of the oldest waiting entry; absent when none waits. */
+  oldestCreatedAt?: number;
+}
+
 /** The one DM room between a user and one of the bridge's bots. */
 export interface DmRoom {
   userId: string;
@@ -135,6 +141,8 @@ export interface DmRoom {
 
 export interface VoicemailStore {
   close(): Promise<void>;
+  /** Why the store takes no more updates (it stopped after a write it could not undo), if it does not: /ready reads it. */
+  problem?(): string | undefined;
 
   getProfile(userId: string): Promise<Profile | undefined>;
   updateProfile(userId: string, patch: Partial<Omit<Profile, "userId" | "createdAt">>): Promise<Profile>;
@@ -180,6 +188,8 @@ export interface VoicemailStore {
   outboxTargetKeys(ownerId: string): Promise<string[]>;
   /** The highest seq waiting, so that numbering continues after a restart. */
   maxOutboxSeq(): Promise<number>;
+  /** How many entries wait and when the oldest was written: read on every metrics scrape, so cheap. */
+  outboxStats(): Promise<OutboxStats>;
 
   /** The batch of a target being delivered (at most one per target). */
   getBatch(targetKey: string): Promise<OutboxBatch | undefined>;

@@ -19,6 +19,7 @@ import { DmRooms } from "../../src/matrix/dmRooms.js";
 import type { VoicemailGateway } from "../../src/gateway/gateway.js";
 import { MemoryStore } from "../../src/store/memoryStore.js";
 import { SecretBox } from "../../src/store/secretBox.js";
+import type { VoicemailMetrics } from "../../src/util/metrics.js";
 
 export interface FakeEvent {
   event_id: string;
@@ -226,8 +227,13 @@ export class FakeHomeserver {
     return {
       userId,
       matrixClient,
-      async createRoom(opts: { options: { invite?: string[]; name?: string } }) {
-        return hs.handle({ op: "createRoom", as: userId }, () => ({ room_id: hs.createRoom(userId, opts.options.invite ?? [], opts.options.name) }));
+      async createRoom(opts: { options: { invite?: string[]; name?: string; initial_state?: { type: string; state_key?: string; content: Record<string, unknown> }[] } }) {
+        return hs.handle({ op: "createRoom", as: userId }, () => {
+          const roomId = hs.createRoom(userId, opts.options.invite ?? [], opts.options.name);
+          // As Synapse does: the initial state is part of the room's creation, no request of its own.
+          for (const e of opts.options.initial_state ?? []) hs.append(hs.room(roomId), { sender: userId, type: e.type, state_key: e.state_key ?? "", content: e.content });
+          return { room_id: roomId };
+        });
       },
       async kick(target: string, roomId: string) {
         return hs.handle({ op: "other", as: userId, roomId }, () => hs.setMembership(target, roomId, "leave"));
@@ -301,6 +307,7 @@ export class FakeBridge {
   constructor(
     private readonly timing: Partial<DeliveryTiming> = QUICK,
     limits: Partial<BridgeConfig["limits"]> = {},
+    private readonly metrics?: VoicemailMetrics,
   ) {
     (this.config as { limits: Partial<BridgeConfig["limits"]> }).limits = limits;
     this.build();
@@ -313,9 +320,9 @@ export class FakeBridge {
     this.dms = new DmRooms(this.store, this.bots, log);
     this.views = new UserViews(this.config, this.store);
     this.presence = new PresenceTracker(() => this.bots.intent(this.bots.main));
-    this.delivery = new DeliveryService(this.config, this.store, this.bots, this.dms, this.views, this.presence, log, undefined, this.timing);
+    this.delivery = new DeliveryService(this.config, this.store, this.bots, this.dms, this.views, this.presence, log, this.metrics, this.timing);
     const secrets = SecretBox.fromKey(Buffer.alloc(32, 7));
-    this.mailboxes = new MailboxService(this.store, new Map<string, VoicemailGateway>(), this.delivery, secrets, log);
+    this.mailboxes = new MailboxService(this.store, new Map<string, VoicemailGateway>(), this.delivery, secrets, log, this.metrics);
     this.targets = new TargetService(this.store, this.bots, this.delivery, log, this.config.limits);
   }
 

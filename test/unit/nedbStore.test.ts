@@ -441,9 +441,11 @@ describe("NedbStore write errors fail closed", () => {
     const files = new FaultyFiles();
     const { errors, log } = collect();
     const store = await NedbStore.open(dir, log, { files });
+    assert.equal(store.problem(), undefined);
     files.failSync = true;
     await assert.rejects(store.acceptChange(mailboxState({ new: 1, updated: 2000 }), [outboxEntry("e1", 1)]), { code: "EIO" });
     files.failSync = false;
+    assert.match(store.problem() ?? "", /^stopped after a failed write/, "/ready tells it");
     await assert.rejects(store.acceptChange(mailboxState({ new: 2, updated: 3000 }), []), /is stopped after a failed write/);
     await assert.rejects(store.outboxEntries(), /is stopped after a failed write/);
     await assert.rejects(store.addLink(link()), /is stopped after a failed write/);

@@ -353,6 +353,14 @@ describe(`store engine ${name}`, () => {
       assert.equal(await store.maxOutboxSeq(), 2);
     });
 
+    it("outboxStats: how many wait and since when (none waiting: no oldest)", async () => {
+      assert.deepEqual(await store.outboxStats(), { depth: 0 });
+      await store.addOutboxEntries([{ ...entry("e2", 2), createdAt: 5000 }, { ...entry("e1", 1), createdAt: 7000 }, { ...entry("e3", 3), createdAt: 6000 }]);
+      assert.deepEqual(await store.outboxStats(), { depth: 3, oldestCreatedAt: 5000 });
+      await store.removeOutboxEntries(["e2"]);
+      assert.deepEqual(await store.outboxStats(), { depth: 2, oldestCreatedAt: 6000 });
+    });
+
     it("outboxTargetKeys: the distinct keys of one owner's waiting entries", async () => {
       const main = '["main","@alice:localhost"]';
       await store.addOutboxEntries([

@@ -83,6 +83,11 @@ export class AmiGateway implements VoicemailGateway {
     this.client.start();
   }
 
+  /** The one AMI connection: logged in, or (re)connecting. */
+  status(): Record<string, number> {
+    return this.client.connected ? { connected: 1, retrying: 0 } : { connected: 0, retrying: 1 };
+  }
+
   async stop(): Promise<void> {
     this.generation++;
     this.noise.flush();

@@ -107,6 +107,13 @@ export class ImapGateway implements VoicemailGateway {
     this.shared.start();
   }
 
+  /** The IMAP sessions (the shared account's and one per watched mailbox): connected or retrying. */
+  status(): Record<string, number> {
+    const counts = { connected: 0, retrying: 0 };
+    for (const s of [this.shared, ...[...this.sessions.values()].map((x) => x.session)]) if (s) counts[s.connected ? "connected" : "retrying"]++;
+    return counts;
+  }
+
   async stop(): Promise<void> {
     const all = [this.shared, ...[...this.sessions.values()].map((s) => s.session)];
     this.shared = undefined;

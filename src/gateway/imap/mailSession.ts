@@ -69,6 +69,11 @@ export class MailSession {
   private synced = false;
   private readonly syncWaiters: (() => void)[] = [];
 
+  /** Logged in with the folder open and usable; otherwise (re)connecting. */
+  get connected(): boolean {
+    return this.client?.usable === true && this.synced;
+  }
+
   /** Mails whose header (or start) was fetched and parsed, and bodies fetched for details: each mail costs one of each at most. */
   readonly stats = { mailsRead: 0, bodiesRead: 0 };
 

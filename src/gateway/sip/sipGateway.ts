@@ -203,6 +203,13 @@ export class SipGateway implements VoicemailGateway {
     this.ami?.start();
   }
 
+  /** The subscriptions held, by state (init: being set up or retried). */
+  status(): Record<string, number> {
+    const counts: Record<string, number> = { init: 0, pending: 0, active: 0, terminated: 0 };
+    for (const sub of this.subscriptions.values()) counts[sub.state] = (counts[sub.state] ?? 0) + 1;
+    return counts;
+  }
+
   async stop(): Promise<void> {
     // Polite to the server: it frees the subscriptions now; they come back on the next start.
     // A few at a time, like start-up: all at once, most answers would be lost in the burst.
