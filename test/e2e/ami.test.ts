@@ -1,6 +1,6 @@
 /**
  * kind: ami end to end: a real Asterisk 22 with AMI on loopback and a manager user with exactly
- * the README's rights (read = call, write = reporting,originate), the bridge as a child process, a
+ * the README's rights (read = call, write = reporting,originate,user), the bridge as a child process, a
  * real Synapse. A real voicemail with caller ID reaches the DM with its caller, caller name and
  * called number; moving it to Old updates the counts; an Asterisk restart while a voicemail
  * arrives ends with the right counts; ring-to-verify rings a SIPp phone whose INVITE carries
@@ -104,7 +104,7 @@ describe("kind: ami against a real Asterisk", { timeout: 110_000 }, () => {
       ],
       amiUsers: [
         // As the README suggests for a busy PBX: of the call events only MessageWaiting.
-        { username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate", eventFilters: ["Event: MessageWaiting"] },
+        { username: AMI_USER, secret: AMI_SECRET, read: "call", write: "reporting,originate,user", eventFilters: ["Event: MessageWaiting"] },
         { username: ENRICH_USER, secret: ENRICH_SECRET, read: "reporting", write: "reporting" },
       ],
       phones: [{ mailbox: "1002", contact: `sip:1002@127.0.0.1:${phonePort}` }],
