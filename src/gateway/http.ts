@@ -150,17 +150,24 @@ export class HttpRouter {
 
   /** A listener of its own, for systems that asked for one, with the limits applied. */
   listen(port: number, host: string, limits: Partial<ListenerLimits> = {}): Promise<Server> {
-    const server = hardenServer(
-      createServer((req, res) => void this.handle(req, res)),
-      limits,
-      this.log,
-    );
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve(server);
-      });
-    });
+    return listenHardened((req, res) => void this.handle(req, res), port, host, limits, this.log);
   }
+}
+
+/** A listener of the bridge's own with the limits every listener has; resolves once it listens. */
+export function listenHardened(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  port: number,
+  host: string,
+  limits: Partial<ListenerLimits>,
+  log: Pick<Logger, "warn">,
+): Promise<Server> {
+  const server = hardenServer(createServer(handler), limits, log);
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve(server);
+    });
+  });
 }

@@ -3,9 +3,9 @@
  * budget per client address, JSON in and out. Order of checks: rate limit, then the token (the
  * OpenAPI document alone is open), then route and method, then the body.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { Logger } from "matrix-appservice-bridge";
-import { hardenServer } from "../../gateway/http.js";
+import { listenHardened } from "../../gateway/http.js";
 import { rateLimitedLog } from "../../util/rateLimitedLog.js";
 import { BearerToken, ClientRateLimit, type RateLimit } from "./access.js";
 import { ApiError, readJsonObject, sendError, sendJson } from "./apiHttp.js";
@@ -113,18 +113,7 @@ export class AdminApi {
 
   /** Its own listener, with the limits every listener of the bridge has. */
   listen(port: number, host: string): Promise<Server> {
-    const server = hardenServer(
-      createServer((req, res) => void this.handle(req, res)),
-      {},
-      this.log,
-    );
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve(server);
-      });
-    });
+    return listenHardened((req, res) => void this.handle(req, res), port, host, {}, this.log);
   }
 }
 
