@@ -3,7 +3,11 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { callerName, callerNumber, messageInfoFrom, newestInboxMessage, parseMessageFile } from "../../src/gateway/sip/asteriskSpool.js";
+import { parseCallerId } from "../../src/gateway/ami/mailbox.js";
+import { messageInfoFrom, newestInboxMessage, parseMessageFile } from "../../src/gateway/sip/asteriskSpool.js";
+
+const callerName = (callerid: string | undefined) => parseCallerId(callerid).name;
+const callerNumber = (callerid: string | undefined) => parseCallerId(callerid).number;
 
 const MSG = (callerid: string, origtime: number, extra = "") => `;
 ; Message Information file

@@ -17,7 +17,8 @@ import { buildAuthorization, parseChallenges, selectChallenge } from "../../src/
 import { parseWebhookPayload } from "../../src/gateway/webhook/payload.js";
 import { checkSignature, signedHeaders, signRequest } from "../../src/gateway/webhook/signature.js";
 import { ConfigError, parseConfigYaml } from "../../src/config/load.js";
-import { callerNumber, messageInfoFrom, parseMessageFile } from "../../src/gateway/sip/asteriskSpool.js";
+import { parseCallerId } from "../../src/gateway/ami/mailbox.js";
+import { messageInfoFrom, parseMessageFile } from "../../src/gateway/sip/asteriskSpool.js";
 import { parseCommand } from "../../src/app/commands/parser.js";
 import { COMMANDS } from "../../src/app/commands/commands.js";
 import { MAILBOX_PATTERN } from "../../src/core/mwi.js";
@@ -385,7 +386,7 @@ describe("fuzz: Asterisk spool message file", () => {
       fc.property(file, fc.constantFrom("1001", "x".repeat(80)), (text, mailbox) => {
         const fields = parseMessageFile(text);
         for (const [k, v] of Object.entries(fields)) assert.ok(/^[a-z_]+$/.test(k) && !/[\r\n]/.test(v));
-        callerNumber(fields.callerid);
+        parseCallerId(fields.callerid);
         const info = messageInfoFrom(fields, mailbox);
         assert.ok((info.ani ?? "").length <= 64 && (info.dnis ?? "").length <= 64);
         if (info.time !== undefined) assert.ok(!Number.isNaN(Date.parse(info.time)), info.time);

@@ -5,6 +5,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { MessageInfo } from "../../core/mwi.js";
+import { parseCallerId } from "../ami/mailbox.js";
 
 /** `msgNNNN.txt` is an INI file with one `[message]` section of `key=value` lines. */
 export function parseMessageFile(text: string): Record<string, string> {
@@ -16,29 +17,12 @@ export function parseMessageFile(text: string): Record<string, string> {
   return fields;
 }
 
-/** `"Alice" <+15551234567>` -> +15551234567; `+15551234567` -> itself; "Unknown" -> undefined. */
-export function callerNumber(callerid: string | undefined): string | undefined {
-  if (!callerid) return undefined;
-  const inBrackets = /<([^>]*)>/.exec(callerid)?.[1];
-  const number = (inBrackets ?? callerid).trim().replace(/^"|"$/g, "");
-  if (!number || /^unknown$/i.test(number)) return undefined;
-  return number.slice(0, 64);
-}
-
-/** `"Grace Caller" <5551234>` -> Grace Caller; no name, or "Unknown" -> undefined. */
-export function callerName(callerid: string | undefined): string | undefined {
-  if (!callerid || !/<[^>]*>/.test(callerid)) return undefined;
-  const name = callerid.slice(0, callerid.indexOf("<")).trim().replace(/^"(.*)"$/, "$1").trim();
-  if (!name || /^unknown$/i.test(name)) return undefined;
-  return name.slice(0, 128);
-}
-
 export function messageInfoFrom(fields: Record<string, string>, mailbox: string): MessageInfo {
   const info: MessageInfo = {};
-  const ani = callerNumber(fields.callerid);
-  if (ani) info.ani = ani;
-  const name = callerName(fields.callerid);
-  if (name) info.callerName = name;
+  // The spool's callerid is Asterisk's caller ID, as AMI's VoicemailBoxSummary gives it.
+  const caller = parseCallerId(fields.callerid);
+  if (caller.number) info.ani = caller.number;
+  if (caller.name) info.callerName = caller.name;
   // rdnis is the number the caller dialled when the call was forwarded to voicemail.
   const rdnis = fields.rdnis && !/^unknown$/i.test(fields.rdnis) ? fields.rdnis : undefined;
   info.dnis = (rdnis ?? (fields.exten && fields.exten !== "s" ? fields.exten : mailbox)).slice(0, 64);
