@@ -5,6 +5,7 @@
  * answer 400 to a request whose routing headers were readable.
  */
 import { Buffer } from "node:buffer";
+import { quoteForLog } from "../../util/quote.js";
 import { canonicalName, headerKey, isToken, splitTopLevel } from "./headers.js";
 
 /** The largest message we accept or send (RFC 3261 leaves it open; an MWI NOTIFY is ~1 KiB). */
@@ -134,7 +135,7 @@ export function parseMessage(data: Buffer | string, maxBytes = MAX_MESSAGE_BYTES
       return { ok: true, message };
     }
     const len = parseContentLength(cl);
-    if (len === undefined) return { ok: false, reason: `bad Content-Length ${JSON.stringify(cl.slice(0, 20))}`, partial: message };
+    if (len === undefined) return { ok: false, reason: `bad Content-Length ${quoteForLog(cl, 20)}`, partial: message };
     if (len > rest.length) {
       return { ok: false, reason: `body shorter than Content-Length (${rest.length} < ${len})`, partial: message };
     }
@@ -283,6 +284,4 @@ export function buildResponse(
   };
 }
 
-function snippet(s: string): string {
-  return JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}...` : s);
-}
+const snippet = (s: string): string => quoteForLog(s, 60);

@@ -22,6 +22,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { quoteForLog } from "../../util/quote.js";
 
 export interface MessageClassCounts {
   newCount: number;
@@ -339,12 +340,7 @@ function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
   }
 }
 
-/** Quote a piece of input for a reason: short, and escaped so it stays on one line. */
-function snippet(s: string): string {
-  const quoted = JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}...` : s);
-  // JSON leaves C1 controls and U+2028/U+2029 alone; they still break lines in logs.
-  return quoted.replace(/[\u0080-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
+const snippet = (s: string): string => quoteForLog(s, 40);
 
 function oneLine(s: string): string {
   return s.replace(/[\x00-\x1F\x7F]+/g, " ").slice(0, 200);
